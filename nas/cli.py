@@ -1,0 +1,138 @@
+"""Command line: ``nas search|status|...``. Bad input prints one line and exits with code 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit code 2 (argparse's own code)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"nas: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _add_storage(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("--storage", required=required, help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
+    parser.add_argument("--study-name", help="study name (optional when the storage holds exactly one study)")
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from . import config as config_module
+    from .pareto import print_front, write_front
+    from .progress import SearchProgress
+    from .storage import default_artifact_dir
+    from .study import Experiment, create_or_load, run_search
+
+    config = config_module.load(args.config)
+    config = config_module.apply_overrides(config, {
+        "study.n_trials": args.n_trials, "study.storage": args.storage, "study.name": args.study_name,
+        "study.seed": args.seed, "study.sampler": args.sampler, "study.timeout": args.timeout,
+        "study.device": args.device, "data.data_dir": args.data_dir,
+    })
+    console = Console()
+    experiment = Experiment.from_config(config)
+    study = create_or_load(config, resume=args.resume)
+    n_trials = config["study"]["n_trials"]
+    console.print(
+        f"study '{study.study_name}': {len(experiment.dataset.train_x)} train / {len(experiment.dataset.val_x)} val samples of "
+        f"{config['data']['name']}, space {config['space']['name']}, objectives {', '.join(experiment.objective_names)}, "
+        f"sampler {config['study']['sampler']}, device {experiment.device}"
+    )
+    with SearchProgress(study, n_trials, console) as progress:
+        run_search(study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
+                   max_failed=config["study"]["max_failed"] or None, callbacks=[progress])
+    print_front(study, console)
+    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
+    csv_path, json_path = write_front(study, out_dir)
+    console.print(f"Pareto front written to {csv_path} and {json_path}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .pareto import print_front
+    from .storage import load_study, mask_url
+    from .study import counts
+
+    study = load_study(args.storage, args.study_name)
+    console = Console()
+    tally = {state: n for state, n in counts(study).items() if n}
+    console.print(f"study '{study.study_name}' in {mask_url(args.storage)}: " + (", ".join(f"{n} {s}" for s, n in tally.items()) or "no trials"))
+    print_front(study, console)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nas", description="Robust multi-objective neural architecture search.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    search = commands.add_parser("search", help="run (or resume) a multi-objective search from an experiment TOML file",
+                                 description="Run an Optuna multi-objective study: sample architectures and training recipes, "
+                                             "train each candidate, score every objective, print and write the Pareto front.")
+    search.add_argument("config", help="experiment TOML file, e.g. experiments/quickstart.toml")
+    search.add_argument("--n-trials", type=int, help="target number of COMPLETE trials in the study (overrides study.n_trials)")
+    search.add_argument("--storage", help="storage URL (overrides study.storage; default sqlite:///runs/nas.db)")
+    search.add_argument("--study-name", help="study name (overrides study.name)")
+    search.add_argument("--seed", type=int, help="base seed for the sampler and every trial (overrides study.seed)")
+    search.add_argument("--sampler", help="tpe, nsga2, nsga3, random or gp (overrides study.sampler)")
+    search.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
+    search.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides study.device)")
+    search.add_argument("--data-dir", help="folder holding the dataset files (overrides data.data_dir)")
+    search.add_argument("--resume", action="store_true", help="continue an existing study with the same config; completed trials are kept")
+    search.add_argument("--out", help="folder for the Pareto front CSV/JSON (default: next to the storage)")
+    search.set_defaults(handler=_cmd_search)
+
+    status = commands.add_parser("status", help="trial counts by state and the Pareto front of a study",
+                                 description="Show trial counts by state and the Pareto front table of a stored study.")
+    _add_storage(status)
+    status.set_defaults(handler=_cmd_status)
+
+    for register in EXTRA_COMMANDS:
+        register(commands)
+    return parser
+
+
+# Sub-commands living in their own modules register themselves here: fn(subparsers) -> None.
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def _load_extra_commands() -> None:
+    import importlib
+
+    for module in ("nas.export", "nas.verify", "nas.dashboard", "nas.report", "nas.worker"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name == module:
+                continue
+            raise
+        if hasattr(mod, "register_command") and mod.register_command not in EXTRA_COMMANDS:
+            EXTRA_COMMANDS.append(mod.register_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    _load_extra_commands()
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UsageError as error:
+        sys.stderr.write(f"nas: error: {error}\n")
+        return error.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("nas: interrupted; completed trials are stored, continue with 'nas search CONFIG --resume'\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

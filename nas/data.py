@@ -1,0 +1,260 @@
+"""Datasets held in memory as tensors, with seeded train/val/test splits.
+
+Images are float tensors in pixel space ``[0, 1]``; the model normalises them itself (the mean/std
+computed here on the training split go into the spec). The test split is only for ``verify``/``export``.
+"""
+from __future__ import annotations
+
+import functools
+import gzip
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .errors import DataError
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass
+class Dataset:
+    """Train/val/test tensors plus what the spec and the objectives need to know about them."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    class_names: list[str]
+    is_image: bool = True
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    data_range: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def input_shape(self) -> list[int]:
+        return list(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """The keys every spec carries so a model can be rebuilt without this dataset."""
+        return {
+            "input_shape": self.input_shape,
+            "num_classes": self.num_classes,
+            "normalize": {"mean": self.mean, "std": self.std},
+        }
+
+
+# ---------------------------------------------------------------------------------------------- loaders
+# Each loader returns (x_pool, y_pool, x_test, y_test, class_names, is_image); x as float32 numpy.
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        raw = handle.read()
+    dims = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / f"{stem}.gz", directory / "FashionMNIST" / "raw" / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def debian_fashion_mnist_dir() -> Path | None:
+    """Where Debian's ``dataset-fashion-mnist`` package put its IDX files, asked of ``dpkg -L``."""
+    try:
+        listing = subprocess.run(["dpkg", "-L", "dataset-fashion-mnist"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in listing.stdout.splitlines():
+        if line.endswith(FASHION_FILES["train_x"] + ".gz"):
+            return Path(line).parent
+    return None
+
+
+def _load_fashion_mnist(options: dict[str, Any]) -> tuple:
+    searched: list[str] = []
+    candidates: list[Path] = []
+    if options.get("data_dir"):
+        candidates.append(Path(options["data_dir"]).expanduser())
+    debian = debian_fashion_mnist_dir()
+    if debian is not None:
+        candidates.append(debian)
+    for directory in candidates:
+        searched.append(str(directory))
+        paths = {key: _find_idx(directory, stem) for key, stem in FASHION_FILES.items()}
+        if all(paths.values()):
+            arrays = {key: _read_idx(path) for key, path in paths.items()}
+            return (arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], FASHION_CLASSES, True)
+    if options.get("download"):
+        from torchvision.datasets import FashionMNIST
+
+        root = Path(options.get("data_dir") or "runs/data")
+        try:
+            train = FashionMNIST(root, train=True, download=True)
+            test = FashionMNIST(root, train=False, download=True)
+        except Exception as error:  # network errors vary by platform
+            raise DataError(f"data.download: could not download Fashion-MNIST into {root} ({error})") from None
+        return (train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(), FASHION_CLASSES, True)
+    where = ", ".join(searched) if searched else "no --data-dir given and Debian package not installed"
+    raise DataError(
+        f"Fashion-MNIST not found ({where}); install it with 'apt-get install dataset-fashion-mnist', "
+        "or pass --data-dir DIR holding the IDX files, or set data.download = true to let torchvision fetch it"
+    )
+
+
+def _load_digits(options: dict[str, Any]) -> tuple:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)
+    return x, digits.target, None, None, [str(i) for i in range(10)], True
+
+
+def _load_mnist1d(options: dict[str, Any]) -> tuple:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.seed = int(options.get("seed", 0)) + 42
+    data = make_dataset(args)  # generated locally; never mnist1d's download
+    x, x_test = data["x"].astype(np.float32), data["x_test"].astype(np.float32)
+    return x[:, None, :], data["y"], x_test[:, None, :], data["y_test"], [str(i) for i in range(10)], False
+
+
+def _load_synthetic(options: dict[str, Any]) -> tuple:
+    """Four classes of 1x8x8 images: a bright bar in one of four positions plus noise. Learnable in seconds."""
+    rng = np.random.default_rng(int(options.get("seed", 0)))
+    n = int(options.get("synthetic_size", 600))
+    y = rng.integers(0, 4, size=n)
+    x = rng.uniform(0.0, 0.35, size=(n, 1, 8, 8)).astype(np.float32)
+    for index, label in enumerate(y):
+        if label == 0:
+            x[index, 0, 1:3, :] += 0.6
+        elif label == 1:
+            x[index, 0, 5:7, :] += 0.6
+        elif label == 2:
+            x[index, 0, :, 1:3] += 0.6
+        else:
+            x[index, 0, :, 5:7] += 0.6
+    return np.clip(x, 0.0, 1.0), y, None, None, ["top", "bottom", "left", "right"], True
+
+
+def _load_image_folder(options: dict[str, Any]) -> tuple:
+    from torchvision import datasets, transforms
+
+    path = options.get("path")
+    if not path or not Path(path).is_dir():
+        raise DataError(f"data.path: image-folder needs an existing folder of class sub-folders, got {path!r}")
+    size = int(options.get("image_size", 32))
+    steps = [transforms.Resize((size, size))]
+    if options.get("grayscale", False):
+        steps.append(transforms.Grayscale(1))
+    steps.append(transforms.ToTensor())
+    try:
+        folder = datasets.ImageFolder(path, transform=transforms.Compose(steps))
+    except (FileNotFoundError, RuntimeError) as error:
+        raise DataError(f"data.path: {error}") from None
+    xs, ys = zip(*[folder[i] for i in range(len(folder))])
+    return torch.stack(xs).numpy(), np.asarray(ys), None, None, list(folder.classes), True
+
+
+LOADERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
+    "fashion-mnist": _load_fashion_mnist,
+    "digits": _load_digits,
+    "mnist1d": _load_mnist1d,
+    "image-folder": _load_image_folder,
+    "synthetic": _load_synthetic,
+}
+
+
+def available() -> list[str]:
+    return sorted(LOADERS)
+
+
+# ---------------------------------------------------------------------------------------------- splits
+
+def _take(n: int | None, size: int) -> int:
+    return size if not n else min(int(n), size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(name: str, frozen: tuple) -> Dataset:
+    options = dict(frozen)
+    x_pool, y_pool, x_test, y_test, class_names, is_image = LOADERS[name](options)
+    x_pool = np.asarray(x_pool, dtype=np.float32)
+    if is_image and x_pool.ndim == 3:  # (n, h, w) -> (n, 1, h, w)
+        x_pool = x_pool[:, None]
+    if is_image and x_pool.max() > 1.0:
+        x_pool = x_pool / 255.0
+    rng = np.random.default_rng(int(options.get("seed", 0)))
+    order = rng.permutation(len(x_pool))
+    val_fraction = float(options.get("val_fraction", 0.15))
+    n_val = max(1, int(round(len(order) * val_fraction)))
+    if x_test is None:  # no official test split: carve one out of the pool, disjoint from val
+        n_test = max(1, int(round(len(order) * float(options.get("test_fraction", 0.15)))))
+        test_index, order = order[:n_test], order[n_test:]
+        x_test, y_test = x_pool[test_index], np.asarray(y_pool)[test_index]
+    else:
+        x_test = np.asarray(x_test, dtype=np.float32)
+        if is_image and x_test.ndim == 3:
+            x_test = x_test[:, None]
+        if is_image and x_test.max() > 1.0:
+            x_test = x_test / 255.0
+    val_index, train_index = order[:n_val], order[n_val:]
+    train_index = train_index[: _take(options.get("train_size"), len(train_index))]
+    val_index = val_index[: _take(options.get("val_size"), len(val_index))]
+    test_order = rng.permutation(len(x_test))[: _take(options.get("test_size"), len(x_test))]
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+    def labels(array: Any) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(array, dtype=np.int64))
+
+    train_x = tensor(x_pool[train_index])
+    reduce = [0] + list(range(2, train_x.dim()))
+    mean = train_x.mean(dim=reduce).tolist()
+    std = [max(s, 1e-3) for s in train_x.std(dim=reduce).tolist()]
+    low, high = (0.0, 1.0) if is_image else (float(train_x.min()), float(train_x.max()))
+    return Dataset(
+        name=name,
+        train_x=train_x,
+        train_y=labels(np.asarray(y_pool)[train_index]),
+        val_x=tensor(x_pool[val_index]),
+        val_y=labels(np.asarray(y_pool)[val_index]),
+        test_x=tensor(x_test[test_order]),
+        test_y=labels(np.asarray(y_test)[test_order]),
+        class_names=list(class_names),
+        is_image=is_image,
+        mean=[round(m, 6) for m in mean],
+        std=[round(s, 6) for s in std],
+        data_range=(low, high),
+    )
+
+
+def load(options: dict[str, Any]) -> Dataset:
+    """Load the dataset described by a validated ``[data]`` config table (cached per process)."""
+    name = options["name"]
+    if name not in LOADERS:
+        raise DataError(f"data.name: unknown dataset '{name}'; allowed: {', '.join(available())}")
+    frozen = tuple(sorted((k, v) for k, v in options.items() if k != "name" and not isinstance(v, (list, dict))))
+    return _load_cached(name, frozen)

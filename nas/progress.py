@@ -1,0 +1,51 @@
+"""Live progress for a search (rich): trial n/N, elapsed, ETA, best value per objective, failures."""
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from .pareto import objective_names
+
+
+class SearchProgress:
+    """A rich progress bar driven by an Optuna callback; works with several workers on one storage."""
+
+    def __init__(self, study: optuna.Study, n_trials: int, console: Console | None = None) -> None:
+        self.study = study
+        self.console = console or Console()
+        self.names = objective_names(study)
+        self.progress = Progress(
+            TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            console=self.console, transient=False,
+        )
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        self.task = self.progress.add_task("search", total=n_trials, completed=min(done, n_trials), status="")
+
+    def __enter__(self) -> "SearchProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        failed = sum(t.state == TrialState.FAIL for t in trials)
+        best = []
+        for index, (name, direction) in enumerate(zip(self.names, study.directions)):
+            if complete:
+                pick = max if direction.name == "MAXIMIZE" else min
+                best.append(f"{name} {pick(t.values[index] for t in complete):.4g}")
+        status = "best: " + ", ".join(best) if best else ""
+        if failed:
+            status += f" | failed {failed}"
+        self.progress.update(self.task, completed=min(len(complete), self.progress.tasks[0].total), status=status)
+        if trial.state == TrialState.FAIL:
+            self.progress.console.print(f"[yellow]trial {trial.number} FAILED: {trial.user_attrs.get('fail_reason', 'unknown reason')}")
+        elif trial.state == TrialState.COMPLETE:
+            values = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, trial.values))
+            self.progress.console.print(f"trial {trial.number} done ({trial.user_attrs.get('spec_summary', '')}): {values}")

@@ -1,0 +1,309 @@
+"""The Optuna multi-objective study: sample a spec and recipe, train, score, store everything on the trial.
+
+Requirements become Optuna constraints (``trial.set_constraint``); cheap objectives run first and,
+when a requirement already fails, the expensive ones are skipped (staged evaluation).
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+import torch
+from optuna.artifacts import upload_artifact
+from optuna.trial import TrialState
+from safetensors.torch import save_file
+
+import objectives
+import search_spaces
+
+from . import config as config_module
+from . import data as data_module
+from .errors import UsageError
+from .storage import default_artifact_dir, mask_url, open_artifact_store, open_storage
+from .training import TrainingDiverged, resolve_device, sample_recipe, train
+
+CONFIG_ATTR = "config"
+
+
+def create_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
+    if name == "nsga3":
+        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=10)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
+    raise UsageError(f"study.sampler = {name!r} is not allowed; allowed: {', '.join(config_module.SAMPLERS)}")
+
+
+def requirement_violation(value: float | None, bound: dict[str, float]) -> float:
+    """Optuna constraint value: <= 0 when ``value`` satisfies ``{min, max}``; 1.0 when not evaluated."""
+    if value is None or not math.isfinite(value):
+        return 1.0
+    violation = -math.inf
+    if "min" in bound:
+        violation = max(violation, bound["min"] - value)
+    if "max" in bound:
+        violation = max(violation, value - bound["max"])
+    return float(violation)
+
+
+def check_requirements(metrics: dict[str, float], requirements: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per requirement: the measured value, the bound and whether it holds (None = not evaluated)."""
+    table = {}
+    for metric, bound in requirements.items():
+        value = metrics.get(metric)
+        table[metric] = {**bound, "value": value, "pass": None if value is None else requirement_violation(value, bound) <= 0}
+    return table
+
+
+@dataclass
+class Experiment:
+    """Everything a worker needs to run trials, built from a resolved config alone."""
+
+    config: dict[str, Any]
+    dataset: data_module.Dataset
+    device: torch.device
+    artifact_dir: Path
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "Experiment":
+        dataset = data_module.load({**config["data"], "seed": config["data"]["seed"]})
+        device = resolve_device(config["study"]["device"])
+        artifact_dir = Path(config["study"]["artifacts"] or default_artifact_dir(config["study"]["storage"]))
+        return cls(config, dataset, device, artifact_dir)
+
+    @property
+    def objective_names(self) -> list[str]:
+        return list(self.config["objectives"])
+
+    @property
+    def directions(self) -> list[str]:
+        return [objectives.get(name).direction for name in self.objective_names]
+
+    def evaluated_objectives(self) -> list[objectives.Objective]:
+        """Optimised objectives plus those only named by requirements, cheapest first."""
+        options = dict(self.config["objectives"])
+        needed = {config_module.requirement_metrics()[m][0] for m in self.config["requirements"]}
+        for name in needed - set(options):
+            options[name] = {}
+        built = []
+        for name, table in options.items():
+            cls = objectives.get(name)
+            built.append(cls(**{k: v for k, v in table.items() if k != "direction"}))
+        return sorted(built, key=lambda objective: objective.cost_rank)
+
+    def context(self, seed: int, recipe: dict[str, Any] | None = None, split: str = "val") -> objectives.EvaluationContext:
+        x, y = (self.dataset.val_x, self.dataset.val_y) if split == "val" else (self.dataset.test_x, self.dataset.test_y)
+        return objectives.EvaluationContext(
+            x=x, y=y, num_classes=self.dataset.num_classes, device=self.device, seed=seed,
+            train_x=self.dataset.train_x, train_y=self.dataset.train_y, data_range=self.dataset.data_range,
+            is_image=self.dataset.is_image, class_names=self.dataset.class_names,
+            trained_outlier_families=tuple((recipe or {}).get("outlier_families_seen", ())),
+        )
+
+    def score(self, model: torch.nn.Module, context: objectives.EvaluationContext, staged: bool = True) -> dict[str, objectives.ObjectiveResult]:
+        """Run every needed objective, cheapest first; once a requirement fails, skip the rest."""
+        requirements = self.config["requirements"]
+        metric_map = config_module.requirement_metrics()
+        results: dict[str, objectives.ObjectiveResult] = {}
+        failed = False
+        for objective in self.evaluated_objectives():
+            if failed and staged:
+                results[objective.name] = objective.skipped()
+                continue
+            results[objective.name] = objective.evaluate(model, context)
+            metrics = flatten_metrics(results)
+            for metric in requirements:
+                if metric_map[metric][0] in results and metric in metrics:
+                    if requirement_violation(metrics[metric], requirements[metric]) > 0:
+                        failed = True
+        return results
+
+    # ------------------------------------------------------------------------------------------ trial
+    def run_trial(self, trial: optuna.Trial) -> tuple[float, ...]:
+        try:
+            return self._run_trial(trial)
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            if isinstance(error, TrainingDiverged):
+                reason = str(error)
+            trial.set_user_attr("fail_reason", reason)
+            raise
+
+    def _run_trial(self, trial: optuna.Trial) -> tuple[float, ...]:
+        config = self.config
+        seed = int(config["study"]["seed"]) + trial.number
+        space = search_spaces.get(config["space"]["name"])
+        ranges = {k: v for k, v in config["space"].items() if k != "name"}
+        spec = {**space.sample(trial, ranges), **self.dataset.preprocessing()}
+        recipe = sample_recipe(trial, config["training"])
+        trial.set_user_attr("spec", spec)
+        trial.set_user_attr("spec_summary", search_spaces.summary(spec))
+        trial.set_user_attr("recipe", recipe)
+        trial.set_user_attr("seed", seed)
+        trial.set_user_attr("config_hash", config_module.fingerprint(config))
+        trial.set_user_attr("device", str(self.device))
+
+        torch.manual_seed(seed)
+        model = search_spaces.build(spec)
+        history: list[dict[str, float]] = []
+
+        def on_epoch(record: dict[str, float]) -> None:
+            history.append(record)
+            trial.set_user_attr("history", history)
+
+        trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch, batch_loss=self.batch_loss(recipe))
+        trial.set_user_attr("train_seconds", trained.seconds)
+        trial.set_user_attr("outlier_families_seen", recipe.get("outlier_families_seen", []))
+
+        context = self.context(seed, recipe)
+        results = self.score(model, context)
+        metrics = flatten_metrics(results)
+        trial.set_user_attr("objectives", {name: result.to_json() for name, result in results.items()})
+        trial.set_user_attr("metrics", metrics)
+        requirement_table = check_requirements(metrics, config["requirements"])
+        trial.set_user_attr("requirements", requirement_table)
+        trial.set_user_attr("feasible", all(row["pass"] for row in requirement_table.values()))
+        for metric, bound in config["requirements"].items():
+            trial.set_constraint(metric, requirement_violation(metrics.get(metric), bound))
+        self._store_artifacts(trial, model, results)
+        values = tuple(results[name].value for name in self.objective_names)
+        for name, value in zip(self.objective_names, values):
+            if not math.isfinite(value):
+                raise ValueError(f"objective '{name}' returned {value}")
+        return values
+
+    def batch_loss(self, recipe: dict[str, Any]):
+        """The per-batch training loss for this recipe (robust training schemes plug in here)."""
+        return None
+
+    def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module, results: dict[str, objectives.ObjectiveResult]) -> None:
+        store = open_artifact_store(self.artifact_dir)
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = Path(tmp) / "weights.safetensors"
+            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+            save_file(state, str(weights), metadata={"spec": json.dumps(trial.user_attrs["spec"])})
+            trial.set_user_attr("weights_artifact", upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=trial))
+            details = {name: result.details for name, result in results.items() if result.details}
+            if details:
+                path = Path(tmp) / "details.json"
+                path.write_text(json.dumps(details, default=_json_default))
+                trial.set_user_attr("details_artifact", upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def flatten_metrics(results: dict[str, objectives.ObjectiveResult]) -> dict[str, float]:
+    """``{"accuracy": 0.9, "adversarial.pgd_accuracy": 0.3, ...}``: the names requirements use."""
+    flat: dict[str, float] = {}
+    for name, result in results.items():
+        if result.skipped:
+            continue
+        for metric, value in result.metrics.items():
+            flat[name if metric == name else f"{name}.{metric}"] = float(value)
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------- study
+def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
+    """Create the study (config stored on it) or, with ``resume``, load it and check the config matches."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study_cfg = config["study"]
+    storage = open_storage(study_cfg["storage"])
+    name = study_cfg["name"]
+    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if name in existing and not resume:
+        raise UsageError(
+            f"study '{name}' already exists in {mask_url(study_cfg['storage'])}; pass --resume to continue it or choose another --study-name"
+        )
+    if name in existing:
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = study.user_attrs.get(CONFIG_ATTR)
+        if stored and config_module.fingerprint(stored) != config_module.fingerprint(config):
+            raise UsageError(
+                f"study '{name}' was created with a different experiment config; resume it with the same file "
+                "(or 'nas worker'), or start a new --study-name"
+            )
+        n_done = len(study.get_trials(deepcopy=False))
+        study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done)
+        study.set_user_attr(CONFIG_ATTR, {**(stored or config), "study": {**(stored or config)["study"], "n_trials": study_cfg["n_trials"]}})
+        return study
+    directions = [objectives.get(n).direction for n in config["objectives"]]
+    study = optuna.create_study(
+        study_name=name, storage=storage, directions=directions, sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"])
+    )
+    stored = json.loads(json.dumps(config))
+    stored["study"]["storage"] = mask_url(stored["study"]["storage"])
+    study.set_user_attr(CONFIG_ATTR, stored)
+    study.set_user_attr("objective_names", list(config["objectives"]))
+    study.set_user_attr("artifacts", str(config["study"]["artifacts"] or default_artifact_dir(study_cfg["storage"])))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(config["objectives"]))
+    return study
+
+
+def stored_config(study: optuna.Study, storage_url: str) -> dict[str, Any]:
+    """The experiment config kept on the study (storage URL restored, since it is stored masked)."""
+    config = study.user_attrs.get(CONFIG_ATTR)
+    if not config:
+        raise UsageError(f"study '{study.study_name}' was not created by 'nas search' (no experiment config stored on it)")
+    config = json.loads(json.dumps(config))
+    config["study"]["storage"] = storage_url
+    return config_module.resolve(config)
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    tally = {state.name: 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        tally[trial.state.name] += 1
+    return tally
+
+
+def run_search(
+    study: optuna.Study,
+    experiment: Experiment,
+    n_trials: int,
+    timeout: float | None = None,
+    max_failed: int | None = None,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` COMPLETE trials (or too many failed, or timeout)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    max_failed = max_failed or max(3, n_trials)
+
+    def done() -> bool:
+        tally = counts(study)
+        return tally["COMPLETE"] >= n_trials or tally["FAIL"] >= max_failed
+
+    def stopper(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if done():
+            study_.stop()
+
+    if done():
+        return study
+    study.optimize(
+        experiment.run_trial,
+        n_trials=None,
+        timeout=timeout or None,
+        catch=(Exception,),
+        callbacks=[stopper, *(callbacks or [])],
+        gc_after_trial=True,
+    )
+    return study

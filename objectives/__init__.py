@@ -1,0 +1,21 @@
+"""Objectives score a trained model; each module holds one concern and registers itself by name."""
+from ._base import (
+    EvaluationContext,
+    Objective,
+    ObjectiveResult,
+    available,
+    get,
+    predict_proba,
+    register,
+)
+from . import accuracy, cost  # noqa: F401  (registration)
+
+__all__ = [
+    "EvaluationContext",
+    "Objective",
+    "ObjectiveResult",
+    "available",
+    "get",
+    "predict_proba",
+    "register",
+]
