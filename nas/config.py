@@ -170,7 +170,7 @@ def requirement_metrics(objective_names: list[str] | None = None) -> dict[str, t
     return table
 
 
-def _check_requirements(table: Any) -> dict[str, dict[str, float]]:
+def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
     if not isinstance(table, dict):
         raise UsageError(f"config: [requirements] must be a table, got {table!r}")
     known = requirement_metrics()
@@ -214,7 +214,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         if name not in objectives.available():
             raise UsageError(f"config: unknown objective '{name}' in [objectives]; allowed: {', '.join(objectives.available())}")
         resolved["objectives"][name] = check_table(f"objectives.{name}", options, _objective_fields(objectives.get(name)))
-    resolved["requirements"] = _check_requirements(raw.get("requirements", {}))
+    resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
     from .training import check_recipe  # cross-field rules (e.g. outlier families vs OOD sets)
 
     check_recipe(resolved)
