@@ -287,10 +287,11 @@ def run_search(
     """Run trials until the study holds ``n_trials`` COMPLETE trials (or too many failed, or timeout)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     max_failed = max_failed or max(3, n_trials)
+    failed_before = counts(study)["FAIL"]  # failures of earlier runs do not stop a resumed one
 
     def done() -> bool:
         tally = counts(study)
-        return tally["COMPLETE"] >= n_trials or tally["FAIL"] >= max_failed
+        return tally["COMPLETE"] >= n_trials or tally["FAIL"] - failed_before >= max_failed
 
     def stopper(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         if done():
