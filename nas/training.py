@@ -126,9 +126,8 @@ def train(
     x_train, y_train = dataset.train_x, dataset.train_y
     batch_size, epochs = int(recipe["batch_size"]), int(recipe["epochs"])
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=float(recipe["lr"]), total_steps=epochs * steps_per_epoch, pct_start=0.25
-    ) if recipe["optimizer"] == "sgd" else None
+    # SGD gets a cosine decay over the whole run; Adam-style optimisers keep their constant lr.
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch) if recipe["optimizer"] == "sgd" else None
     result = TrainResult()
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
