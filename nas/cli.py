@@ -49,6 +49,12 @@ def _cmd_search(args: argparse.Namespace) -> int:
     with SearchProgress(study, n_trials, console) as progress:
         run_search(study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
                    max_failed=config["study"]["max_failed"] or None, callbacks=[progress])
+    from .study import counts
+
+    tally = counts(study)
+    if tally["COMPLETE"] < n_trials:
+        why = "timeout reached" if tally["FAIL"] < (config["study"]["max_failed"] or max(3, n_trials)) else "too many FAILED trials (study.max_failed)"
+        console.print(f"[yellow]stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; see 'nas status' for failure reasons")
     print_front(study, console)
     out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
     csv_path, json_path = write_front(study, out_dir)
