@@ -43,3 +43,19 @@ def test_splits_are_seeded_and_disjoint():
 def test_mnist1d_is_generated_locally():
     dataset = data.load({"name": "mnist1d", "train_size": 500, "seed": 0})
     assert dataset.input_shape == [1, 40] and dataset.num_classes == 10 and not dataset.is_image
+
+
+def test_image_folder_loads_users_images(tmp_path):
+    from PIL import Image
+
+    rng = torch.Generator().manual_seed(0)
+    for label, value in (("cats", 40), ("dogs", 200)):
+        (tmp_path / label).mkdir()
+        for i in range(12):
+            pixels = (torch.rand(20, 20, 3, generator=rng) * 30 + value).clamp(0, 255).byte().numpy()
+            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+    dataset = data.load({"name": "image-folder", "path": str(tmp_path), "image_size": 16, "seed": 0})
+    assert dataset.class_names == ["cats", "dogs"]
+    assert dataset.input_shape == [3, 16, 16]
+    assert len(dataset.train_x) + len(dataset.val_x) + len(dataset.test_x) == 24
+    assert 0.0 <= dataset.train_x.min() and dataset.train_x.max() <= 1.0
