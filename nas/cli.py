@@ -47,6 +47,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         f"sampler {config['study']['sampler']}, device {experiment.device}"
     )
     with SearchProgress(study, n_trials, console) as progress:
+        experiment.epoch_listener = progress.on_epoch
         run_search(study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
                    max_failed=config["study"]["max_failed"] or None, callbacks=[progress])
     from .study import counts

@@ -18,11 +18,11 @@ class SearchProgress:
         self.names = objective_names(study)
         self.progress = Progress(
             TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), TextColumn("[dim]{task.fields[running]}"),
             console=self.console, transient=False,
         )
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        self.task = self.progress.add_task("search", total=n_trials, completed=min(done, n_trials), status="")
+        self.task = self.progress.add_task("search", total=n_trials, completed=min(done, n_trials), status="", running="")
 
     def __enter__(self) -> "SearchProgress":
         self.progress.start()
@@ -30,6 +30,10 @@ class SearchProgress:
 
     def __exit__(self, *exc) -> None:
         self.progress.stop()
+
+    def on_epoch(self, trial_number: int, record: dict[str, float], epochs: int) -> None:
+        """Show the running trial's epoch so long trials do not look stuck."""
+        self.progress.update(self.task, running=f"trial {trial_number}: epoch {record['epoch']}/{epochs}, val acc {record['val_accuracy']:.3f}")
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -43,7 +47,7 @@ class SearchProgress:
         status = "best: " + ", ".join(best) if best else ""
         if failed:
             status += f" | failed {failed}"
-        self.progress.update(self.task, completed=min(len(complete), self.progress.tasks[0].total), status=status)
+        self.progress.update(self.task, completed=min(len(complete), self.progress.tasks[0].total), status=status, running="")
         if trial.state == TrialState.FAIL:
             self.progress.console.print(f"[yellow]trial {trial.number} FAILED: {trial.user_attrs.get('fail_reason', 'unknown reason')}")
         elif trial.state == TrialState.COMPLETE:

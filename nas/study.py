@@ -74,6 +74,8 @@ class Experiment:
     dataset: data_module.Dataset
     device: torch.device
     artifact_dir: Path
+    # Called after every epoch with (trial number, epoch record, total epochs): live progress hooks in here.
+    epoch_listener: Callable[[int, dict[str, float], int], None] | None = None
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Experiment":
@@ -161,6 +163,8 @@ class Experiment:
         def on_epoch(record: dict[str, float]) -> None:
             history.append(record)
             trial.set_user_attr("history", history)
+            if self.epoch_listener is not None:
+                self.epoch_listener(trial.number, record, int(recipe["epochs"]))
 
         trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch, batch_loss=self.batch_loss(recipe))
         trial.set_user_attr("train_seconds", trained.seconds)
