@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -181,10 +182,29 @@ def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
         if not isinstance(bound, dict) or not bound or set(bound) - {"min", "max"}:
             raise UsageError(f"config: requirements.{metric} must be {{min = ..}}, {{max = ..}} or both, got {bound!r}")
         for side, threshold in bound.items():
-            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool):
-                raise UsageError(f"config: requirements.{metric}.{side} must be a number, got {threshold!r}")
+            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+                raise UsageError(f"config: requirements.{metric}.{side} must be a finite number, got {threshold!r}")
+        if bound.get("min", -math.inf) > bound.get("max", math.inf):
+            raise UsageError(f"config: requirements.{metric}: min ({bound['min']}) must not exceed max ({bound['max']})")
         checked[metric] = {side: float(v) for side, v in bound.items()}
     return checked
+
+
+def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:
+    """The ``[requirements]`` table of a TOML file (a requirements file, or an experiment file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"requirements file not found: {path}; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"requirements: {path} is not valid TOML ({error})") from None
+    if not isinstance(raw.get("requirements"), dict):
+        raise UsageError(f"requirements: {path} has no [requirements] table; write e.g. '[requirements]' then 'accuracy = {{ min = 0.9 }}'")
+    try:
+        return check_requirements_table(raw["requirements"])
+    except UsageError as error:
+        raise UsageError(f"{path}: {error}") from None
 
 
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
