@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import tempfile
+import threading
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ import search_spaces
 from . import config as config_module
 from . import data as data_module
 from .errors import UsageError
-from .storage import default_artifact_dir, mask_url, open_artifact_store, open_storage
+from .storage import default_artifact_dir, fail_trials_of_dead_workers, mask_url, open_artifact_store, open_storage, worker_id
 from .training import TrainingDiverged, resolve_device, sample_recipe, train
 
 CONFIG_ATTR = "config"
@@ -188,8 +191,11 @@ class Experiment:
         return values
 
     def batch_loss(self, recipe: dict[str, Any]):
-        """The per-batch training loss for this recipe (robust training schemes plug in here)."""
-        return None
+        """The per-batch training loss for this recipe: adversarial training and outlier exposure
+        (``nas.robust_training``) when the recipe turns them on, else None (plain cross-entropy)."""
+        from .robust_training import make_batch_loss
+
+        return make_batch_loss(recipe, self.dataset.data_range)
 
     def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module, results: dict[str, objectives.ObjectiveResult]) -> None:
         store = open_artifact_store(self.artifact_dir)
@@ -280,6 +286,47 @@ def counts(study: optuna.Study) -> dict[str, int]:
     return tally
 
 
+class _StopSignals:
+    """Ctrl-C / SIGTERM stop a search cleanly: the running trial is abandoned (FAILED with a reason), none starts.
+
+    Without this, a signal landing between Optuna's bookkeeping steps could leave a trial RUNNING forever.
+    """
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.in_trial = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: Any) -> None:
+        self.requested = signal.Signals(number).name
+        if self.in_trial:
+            self.in_trial = False
+            raise KeyboardInterrupt(self.requested)
+
+
+def _is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
+    """Would trial ``number`` overshoot ``n_trials``? Counts COMPLETE trials and unfinished ones created before it.
+
+    Every worker applies this right after Optuna creates its trial, so two workers racing for the
+    last slot cannot both run: the later trial number sees the earlier one and stands down.
+    """
+    ahead = 0
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.COMPLETE or (trial.state in (TrialState.RUNNING, TrialState.WAITING) and trial.number < number):
+            ahead += 1
+    return ahead >= n_trials
+
+
 def run_search(
     study: optuna.Study,
     experiment: Experiment,
@@ -287,28 +334,62 @@ def run_search(
     timeout: float | None = None,
     max_failed: int | None = None,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+    poll_seconds: float = 1.0,
 ) -> optuna.Study:
-    """Run trials until the study holds ``n_trials`` COMPLETE trials (or too many failed, or timeout)."""
+    """Run trials until the study holds exactly ``n_trials`` COMPLETE trials (or too many failed, or timeout).
+
+    Safe with any number of workers on one storage: a worker waits while the trials under way elsewhere
+    would reach the target, and a trial that would overshoot it is PRUNED before it trains. Trials of
+    dead workers are FAILED and retried (heartbeats on RDB storages, process checks on a journal file).
+    Raises ``KeyboardInterrupt`` after a Ctrl-C/SIGTERM, once the running trial is marked.
+    """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     max_failed = max_failed or max(3, n_trials)
     failed_before = counts(study)["FAIL"]  # failures of earlier runs do not stop a resumed one
+    deadline = time.monotonic() + timeout if timeout else None
+    heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
+    stop = _StopSignals()
+    current: dict[str, int] = {}
 
-    def done() -> bool:
-        tally = counts(study)
-        return tally["COMPLETE"] >= n_trials or tally["FAIL"] - failed_before >= max_failed
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        current["number"] = trial.number
+        trial.set_user_attr("worker", worker_id())
+        if _is_surplus(study, trial.number, n_trials):
+            trial.set_user_attr("surplus", True)
+            raise optuna.TrialPruned(f"{n_trials} COMPLETE trials reached or under way in other workers")
+        stop.in_trial = True
+        try:
+            if stop.requested:
+                raise KeyboardInterrupt(stop.requested)
+            return experiment.run_trial(trial)
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", f"abandoned: worker stopped by {stop.requested or 'SIGINT'}")
+            raise
+        finally:
+            stop.in_trial = False
 
-    def stopper(study_: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if done():
-            study_.stop()
-
-    if done():
-        return study
-    study.optimize(
-        experiment.run_trial,
-        n_trials=None,
-        timeout=timeout or None,
-        catch=(Exception,),
-        callbacks=[stopper, *(callbacks or [])],
-        gc_after_trial=True,
-    )
+    with stop, warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        while not stop.requested:
+            if not heartbeat:
+                fail_trials_of_dead_workers(study)
+            tally = counts(study)
+            if tally["COMPLETE"] >= n_trials or tally["FAIL"] - failed_before >= max_failed:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if tally["COMPLETE"] + tally["RUNNING"] >= n_trials and not tally["WAITING"]:
+                if heartbeat:  # other workers' trials may be stale: fail and requeue them
+                    optuna.storages.fail_stale_trials(study)
+                time.sleep(poll_seconds)
+                continue
+            try:
+                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+                # Our trial was FAILED by another worker (missed heartbeats): its result is dropped, go on.
+                number = current.get("number")
+                if number is None or not study.get_trials(deepcopy=False)[number].state.is_finished():
+                    raise
+    if stop.requested:
+        raise KeyboardInterrupt(stop.requested)
     return study

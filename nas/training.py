@@ -34,19 +34,42 @@ class TrainResult:
 
 
 def recipe_fields() -> dict[str, Field]:
-    """The ``[training]`` schema the config layer validates against."""
-    return dict(TRAINING_FIELDS)
+    """The ``[training]`` schema the config layer validates against.
+
+    The robust-training sub-tables (``[training.adversarial]``, ``[training.outlier_exposure]``) are
+    tables here; :func:`check_recipe` validates their keys and fills their defaults.
+    """
+    from .robust_training import SUBTABLES  # robust_training builds on this module
+
+    fields = dict(TRAINING_FIELDS)
+    fields.update({name: Field((dict,), {}, help=f"[training.{name}] sub-table") for name in SUBTABLES})
+    return fields
 
 
 def check_recipe(config: dict[str, Any]) -> None:
-    """Cross-field checks on a resolved config (kept here, next to the code that uses the recipe)."""
+    """Cross-field checks on a resolved config (kept here, next to the code that uses the recipe).
+
+    Fills the robust-training sub-tables in place, rejects outlier-exposure families that are also
+    scored as OOD sets, and lets each objective check its own options.
+    """
+    from .robust_training import check_config, check_objective_options
+
+    check_config(config)
+    check_objective_options(config)
 
 
 def sample_recipe(trial: optuna.Trial, table: dict[str, Any]) -> dict[str, Any]:
-    """Turn the ``[training]`` table into a concrete recipe; searched entries become trial params."""
+    """Turn the ``[training]`` table into a concrete recipe; searched entries become trial params.
+
+    The recipe also records ``outlier_families_seen`` (empty unless outlier exposure is on).
+    """
+    from .robust_training import SUBTABLES, sample_tables
+
     recipe: dict[str, Any] = {}
     for key, value in table.items():
-        recipe[key] = suggest(trial, f"train.{key}", value) if not isinstance(value, dict) or "low" in value else value
+        if key not in SUBTABLES:
+            recipe[key] = suggest(trial, f"train.{key}", value) if not isinstance(value, dict) or "low" in value else value
+    recipe.update(sample_tables(trial, table))
     return recipe
 
 

@@ -8,7 +8,7 @@ from ._base import (
     predict_proba,
     register,
 )
-from . import accuracy, cost  # noqa: F401  (registration)
+from . import accuracy, adversarial, calibration, cost, explainability, ood  # noqa: F401  (registration)
 
 __all__ = [
     "EvaluationContext",

@@ -1,0 +1,164 @@
+"""Explainability: are the model's Captum attributions faithful to what drives its decision?
+
+Faithfulness is measured by deletion and insertion (Petsiuk et al. 2018): remove (or insert) the
+pixels the attribution ranks most relevant first and track the probability of the predicted class.
+Each area is compared with the same curve for a random pixel order, so 0 means "no better than
+chance" and 1 means "perfect". Optional stability uses ``captum.metrics.sensitivity_max``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from captum.attr import InputXGradient, IntegratedGradients, Saliency
+from captum.metrics import sensitivity_max
+from torch import nn
+
+from .adversarial import quiet_captum
+from ._base import EvaluationContext, Objective, ObjectiveResult, predict_proba, register
+
+METHODS = {"saliency": Saliency, "input_x_gradient": InputXGradient, "integrated_gradients": IntegratedGradients}
+MAX_EXAMPLES = 4
+
+
+def method_options(method: str, ig_steps: int, batch_size: int) -> dict[str, Any]:
+    """Keyword arguments of ``attribute`` beyond inputs and target (Captum's shared call shape)."""
+    return {"n_steps": ig_steps, "internal_batch_size": batch_size} if method == "integrated_gradients" else {}
+
+
+def attribute(model: nn.Module, method: str, x: torch.Tensor, target: torch.Tensor, ig_steps: int = 16, batch_size: int = 256) -> torch.Tensor:
+    """Attributions of ``target`` w.r.t. ``x`` with the Captum method named ``method`` (batched)."""
+    explainer = METHODS[method](model)
+    options = method_options(method, ig_steps, batch_size)
+    with quiet_captum():
+        parts = [
+            explainer.attribute(x[start : start + batch_size], target=target[start : start + batch_size], **options).detach()
+            for start in range(0, len(x), batch_size)
+        ]
+    return torch.cat(parts)
+
+
+def relevance_rank(attribution: torch.Tensor) -> torch.Tensor:
+    """Rank of every input position (channels summed), 0 = most relevant; shape ``(n, positions)``."""
+    relevance = attribution.sum(dim=1).flatten(1)
+    order = relevance.argsort(dim=1, descending=True)
+    return order.argsort(dim=1)
+
+
+@torch.no_grad()
+def perturbation_curves(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, rank: torch.Tensor, baseline: torch.Tensor,
+    steps: int, device: torch.device, batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target-class probability after deleting / inserting the top-ranked fraction ``k / steps`` of positions.
+
+    Returns ``(deletion, insertion)``, each of shape ``(n, steps + 1)``.
+    """
+    n, positions = rank.shape
+    counts = torch.round(torch.linspace(0, positions, steps + 1)).long().to(rank.device)
+    # masks[k, i] marks the positions of sample i among its top counts[k]; broadcast over channels
+    masks = (rank[None] < counts[:, None, None]).view(steps + 1, n, 1, *x.shape[2:])
+    deleted = torch.where(masks, baseline, x[None]).flatten(0, 1)
+    inserted = torch.where(masks, x[None], baseline).flatten(0, 1)
+    curves = []
+    for inputs in (deleted, inserted):
+        proba = predict_proba(model, inputs, device, batch_size).view(steps + 1, n, -1)
+        curves.append(proba.gather(2, target.cpu().view(1, n, 1).expand(steps + 1, n, 1)).squeeze(2).T)
+    return curves[0], curves[1]
+
+
+def area(curve: torch.Tensor) -> torch.Tensor:
+    """Mean area under per-sample curves sampled evenly on [0, 1]."""
+    return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1).mean()
+
+
+def _round_map(values: torch.Tensor, digits: int = 3) -> list[list[float]]:
+    grid = values if values.dim() == 2 else values[None]  # signals become a 1 x L map
+    return [[round(float(v), digits) for v in row] for row in grid]
+
+
+@register
+class Explainability(Objective):
+    """Deletion (default) or insertion faithfulness of attributions, normalised to a random order.
+
+    Options: ``method`` (saliency, input_x_gradient, integrated_gradients), ``samples``,
+    ``steps`` (points of the deletion/insertion curves), ``ig_steps``, ``score``
+    (deletion, insertion, mean), ``baseline`` (what replaces a deleted pixel: the range minimum
+    or the validation mean), ``sensitivity`` (also compute captum's sensitivity_max, costly).
+    """
+
+    name = "explainability"
+    direction = "maximize"
+    cost_rank = 20
+    worst_value = -1.0
+    description = "faithfulness of attributions: 1 - deletion area / random-order area (0 = chance, 1 = perfect)"
+    params = {
+        "method": {"default": "saliency", "choices": tuple(METHODS)},
+        "samples": {"default": 64, "low": 4, "high": 100000},
+        "steps": {"default": 10, "low": 2, "high": 200},
+        "ig_steps": {"default": 16, "low": 2, "high": 1000},
+        "score": {"default": "deletion", "choices": ("deletion", "insertion", "mean")},
+        "baseline": {"default": "zero", "choices": ("zero", "mean")},
+        "sensitivity": {"default": False},
+        "sensitivity_samples": {"default": 16, "low": 1, "high": 10000},
+    }
+    metrics = ("deletion", "insertion", "deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc", "sensitivity")
+
+    def _evaluate(self, model: nn.Module, context: EvaluationContext) -> ObjectiveResult:
+        x, y = context.subset(int(self.options["samples"]))
+        x = x.to(context.device)
+        method, steps = self.options["method"], int(self.options["steps"])
+        target = predict_proba(model, x, context.device, context.batch_size).argmax(dim=1).to(context.device)
+        attribution = attribute(model, method, x, target, int(self.options["ig_steps"]), context.batch_size)
+        if self.options["baseline"] == "mean":
+            baseline = context.x.mean(dim=0, keepdim=True).to(x)
+        else:
+            baseline = torch.full_like(x[:1], context.data_range[0])
+        rank = relevance_rank(attribution)
+        generator = torch.Generator().manual_seed(context.seed)
+        random_rank = torch.rand(rank.shape, generator=generator).argsort(dim=1).argsort(dim=1).to(rank.device)
+        deletion, insertion = perturbation_curves(model, x, target, rank, baseline, steps, context.device, context.batch_size)
+        random_deletion, random_insertion = perturbation_curves(model, x, target, random_rank, baseline, steps, context.device, context.batch_size)
+        areas = {
+            "deletion_auc": float(area(deletion)), "insertion_auc": float(area(insertion)),
+            "random_deletion_auc": float(area(random_deletion)), "random_insertion_auc": float(area(random_insertion)),
+        }
+        # 1 - (area the curve should be small in) / (same area for a random order): 0 = chance, 1 = perfect
+        metrics = {
+            **areas,
+            "deletion": 1.0 - areas["deletion_auc"] / max(areas["random_deletion_auc"], 1e-9),
+            "insertion": 1.0 - (1.0 - areas["insertion_auc"]) / max(1.0 - areas["random_insertion_auc"], 1e-9),
+        }
+        if self.options["sensitivity"]:
+            count = int(self.options["sensitivity_samples"])
+            explainer = METHODS[method](model)
+            with torch.random.fork_rng(devices=[]), quiet_captum():
+                torch.manual_seed(context.seed)  # captum's default perturbation draws from the global generator
+                scores = sensitivity_max(
+                    explainer.attribute, x[:count], perturb_radius=0.02 * (context.data_range[1] - context.data_range[0]),
+                    n_perturb_samples=4, target=target[:count],
+                    **method_options(method, int(self.options["ig_steps"]), context.batch_size),
+                )
+            metrics["sensitivity"] = float(scores.mean())
+        score = self.options["score"]
+        value = (metrics["deletion"] + metrics["insertion"]) / 2 if score == "mean" else metrics[score]
+        predictions = target.cpu()
+        examples = [
+            {
+                "image": _round_map(x[i, 0].cpu()),
+                "attribution": _round_map(attribution[i].sum(dim=0).cpu() / attribution[i].abs().sum(dim=0).max().clamp_min(1e-12).cpu()),
+                "label": int(y[i]),
+                "prediction": int(predictions[i]),
+            }
+            for i in range(min(MAX_EXAMPLES, len(x)))
+        ]
+        details = {
+            "method": method,
+            "score": score,
+            "deletion_curve": [round(float(v), 4) for v in deletion.mean(dim=0)],
+            "insertion_curve": [round(float(v), 4) for v in insertion.mean(dim=0)],
+            "random_deletion_curve": [round(float(v), 4) for v in random_deletion.mean(dim=0)],
+            "random_insertion_curve": [round(float(v), 4) for v in random_insertion.mean(dim=0)],
+            "examples": examples,
+        }
+        return ObjectiveResult(value=value, metrics=metrics, details=details)
