@@ -64,7 +64,8 @@ def _correct(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 def median_min_eps(curve_eps: list[float], still_correct: list[torch.Tensor], clean_correct: torch.Tensor) -> float | None:
     """Median over clean-correct samples of the smallest eps that flips them, interpolated on the eps grid.
 
-    A sample counts as flipped at grid eps ``e`` when any attack up to ``e`` flipped it. ``None``
+    ``still_correct[k]`` marks samples robust at ``curve_eps[k]``; a sample counts as flipped at
+    ``e`` when any attack up to ``e`` flipped it. ``None``
     when fewer than half of the correct samples flip even at the largest eps tried.
     """
     if not clean_correct.any():
@@ -129,15 +130,17 @@ class Adversarial(Objective):
                 xb = x[start : start + context.batch_size].to(context.device)
                 yb = y[start : start + context.batch_size].to(context.device)
                 eps = relative * scale
-                clean.append(_correct(model, xb, yb).cpu())
-                fgsm.append(_correct(model, fgsm_attack(model, xb, yb, eps, context.data_range), yb).cpu())
+                # robust = correct on the clean input and still correct after the perturbation
+                correct = _correct(model, xb, yb)
+                clean.append(correct.cpu())
+                fgsm.append((correct & _correct(model, fgsm_attack(model, xb, yb, eps, context.data_range), yb)).cpu())
                 signs = torch.randint(0, 2, xb.shape, generator=generator).to(xb) * 2 - 1
-                noise.append(_correct(model, (xb + eps * signs).clamp(low, high), yb).cpu())
+                noise.append((correct & _correct(model, (xb + eps * signs).clamp(low, high), yb)).cpu())
                 for index, point in enumerate(grid):
                     radius = point * scale
                     step_size = float(self.options["step_size"]) * scale or 2.5 * radius / steps
                     adversarial = pgd_attack(model, xb, yb, radius, steps, step_size, context.data_range, bool(self.options["random_start"]))
-                    curve[index].append(_correct(model, adversarial, yb).cpu())
+                    curve[index].append((correct & _correct(model, adversarial, yb)).cpu())
         clean_correct = torch.cat(clean)
         still_correct = [torch.cat(parts) for parts in curve]
         accuracy = {name: float(torch.cat(parts).float().mean()) for name, parts in (("clean", clean), ("fgsm", fgsm), ("noise", noise))}
