@@ -194,7 +194,7 @@ def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:
     """The ``[requirements]`` table of a TOML file (a requirements file, or an experiment file)."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"requirements file not found: {path}; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)")
+        raise UsageError(f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
@@ -204,7 +204,7 @@ def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:
     try:
         return check_requirements_table(raw["requirements"])
     except UsageError as error:
-        raise UsageError(f"{path}: {error}") from None
+        raise UsageError(f"{path}: {str(error).removeprefix('config: ')}") from None
 
 
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:

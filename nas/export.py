@@ -1,0 +1,381 @@
+"""``nas export``: one trial becomes a self-contained folder a person can ship.
+
+The folder holds ``model.py`` (readable PyTorch source that imports only torch), ``weights.safetensors``
+(the trained weights, no pickle), ``spec.json`` (spec, recipe, preprocessing, seed, config hash and the
+experiment config ``nas verify`` needs) and the robustness card (``card.md``/``card.json``).
+Everything is read from the trial's user attributes and its weights artifact; no model is unpickled.
+
+Example::
+
+    study = nas.storage.load_study("sqlite:///runs/nas.db", "fm1")
+    trial = pick_trial(study, "max:accuracy where feasible")
+    export_trial(study, trial.number, Path("exported/fm1"), storage_url="sqlite:///runs/nas.db")
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import itertools
+import json
+import re
+import shutil
+import sys
+import tempfile
+import types
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import TrialState
+from safetensors.torch import load as load_safetensors
+
+import search_spaces
+
+from . import __version__, codegen
+from . import data as data_module
+from .card import build_card, write_card
+from .errors import UsageError
+from .pareto import is_feasible
+from .storage import default_artifact_dir, load_study, mask_url
+from .study import CONFIG_ATTR, stored_config
+
+EXPORT_FORMAT = "robust-nas-export"
+FORMAT_VERSION = 1
+REQUIRED_FILES = ("model.py", "weights.safetensors", "spec.json")
+# --format NAME -> file written next to model.py
+EXTRA_FORMATS = {"export": "model.pt2", "onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+_PICK = re.compile(r"^\s*(max|min)\s*[:\s]\s*([A-Za-z_][\w.]*)\s*(?:(?:where|,)\s*(feasible))?\s*$", re.IGNORECASE)
+_module_ids = itertools.count()
+
+
+# ---------------------------------------------------------------------------------------------- trials
+def _numbers(trials: Iterable[optuna.trial.FrozenTrial], limit: int = 20) -> str:
+    numbers = [str(t.number) for t in trials]
+    return ", ".join(numbers[:limit]) + (", ..." if len(numbers) > limit else "") if numbers else "none"
+
+
+def get_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    """The COMPLETE trial ``number`` of ``study``, or a one-line :class:`UsageError` saying which exist."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    by_number = {t.number: t for t in trials}
+    if number not in by_number:
+        span = f"trials 0-{len(trials) - 1}" if trials else "no trials"
+        raise UsageError(f"no trial {number} in study '{study.study_name}' (it has {span}); COMPLETE trials: {_numbers(complete)}")
+    trial = by_number[number]
+    if trial.state != TrialState.COMPLETE:
+        reason = trial.user_attrs.get("fail_reason")
+        raise UsageError(
+            f"trial {number} of study '{study.study_name}' is {trial.state.name}{f' ({reason})' if reason else ''}; "
+            f"only COMPLETE trials can be exported; COMPLETE trials: {_numbers(complete)}"
+        )
+    return trial
+
+
+def pick_trial(study: optuna.Study, selector: str) -> optuna.trial.FrozenTrial:
+    """Resolve ``"max:METRIC"``/``"min:METRIC"`` (optionally ``" where feasible"``) to a COMPLETE trial.
+
+    ``METRIC`` is an objective or any requirement metric (``accuracy``, ``params``, ``ood.min_auroc``);
+    ties go to the earliest trial.
+    """
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    metrics = sorted({name for t in complete for name in t.user_attrs.get("metrics", {})})
+    match = _PICK.match(selector or "")
+    if not match:
+        raise UsageError(
+            f"--pick {selector!r} is not a selector; use 'max:METRIC' or 'min:METRIC', optionally followed by "
+            f"' where feasible' (e.g. 'max:accuracy where feasible'); metrics: {', '.join(metrics) or 'none yet'}"
+        )
+    goal, metric, feasible_only = match.group(1).lower(), match.group(2), bool(match.group(3))
+    if not complete:
+        raise UsageError(f"study '{study.study_name}' has no COMPLETE trial to pick from")
+    if metric not in metrics:
+        raise UsageError(f"--pick: unknown metric '{metric}' in study '{study.study_name}'; allowed: {', '.join(metrics)}")
+    candidates = [t for t in complete if metric in t.user_attrs.get("metrics", {}) and (is_feasible(t) or not feasible_only)]
+    if not candidates:
+        raise UsageError(
+            f"--pick: no COMPLETE trial of study '{study.study_name}' meets every requirement; "
+            "drop 'where feasible' or relax the requirements"
+        )
+    sign = 1.0 if goal == "max" else -1.0
+    return max(candidates, key=lambda t: (sign * t.user_attrs["metrics"][metric], -t.number))
+
+
+# ---------------------------------------------------------------------------------------------- weights
+def _artifact_dirs(study: optuna.Study, storage_url: str | None, artifacts: str | Path | None) -> list[Path]:
+    if artifacts:
+        return [Path(artifacts)]
+    candidates = [Path(study.user_attrs["artifacts"])] if study.user_attrs.get("artifacts") else []
+    if storage_url:
+        candidates.append(default_artifact_dir(storage_url))
+    return list(dict.fromkeys(candidates))
+
+
+def read_weights(
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str | None = None, artifacts: str | Path | None = None
+) -> bytes:
+    """The trial's safetensors bytes from the artifact store, or a one-line :class:`UsageError`."""
+    artifact_id = trial.user_attrs.get("weights_artifact")
+    if not artifact_id:
+        raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); re-run it with 'nas search'")
+    folders = _artifact_dirs(study, storage_url, artifacts)
+    existing = [folder for folder in folders if folder.is_dir()]
+    if not existing:
+        raise UsageError(
+            f"artifact folder not found (looked in {', '.join(map(str, folders)) or 'nowhere'}); "
+            "pass --artifacts DIR, the folder 'nas search' wrote next to the storage"
+        )
+    for folder in existing:
+        try:
+            with FileSystemArtifactStore(str(folder)).open_reader(artifact_id) as reader:
+                return reader.read()
+        except ArtifactNotFound:
+            continue
+    raise UsageError(
+        f"weights of trial {trial.number} (artifact {artifact_id}) are missing from {', '.join(map(str, existing))}; "
+        "pass --artifacts DIR pointing at the study's artifact folder"
+    )
+
+
+def state_dict_from_bytes(blob: bytes, where: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_safetensors(blob)
+    except Exception as error:  # safetensors raises its own error types for truncated/garbled files
+        raise UsageError(f"{where} are corrupt: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+
+
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error when the weights do not fit the architecture."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:300]
+        raise UsageError(f"{where} do not match the architecture: {detail}") from None
+
+
+def load_model_source(path: Path) -> types.ModuleType:
+    """Import a generated ``model.py`` by path (each call gets a fresh module object)."""
+    name = f"_nas_exported_model_{next(_module_ids)}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # inspect.getsource (TorchScript) looks modules up here
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:
+        sys.modules.pop(name, None)
+        raise UsageError(f"{path} cannot be loaded ({type(error).__name__}: {error})".splitlines()[0]) from None
+    if not callable(getattr(module, "build", None)):
+        raise UsageError(f"{path} defines no build() function; it is not an exported model.py")
+    return module
+
+
+# ---------------------------------------------------------------------------------------------- export
+def _dataset_info(config: dict[str, Any], data_dir: str | None) -> tuple[dict[str, Any], data_module.Dataset | None]:
+    """What the card says about the data; the dataset itself is optional (export works without it)."""
+    options = dict(config["data"])
+    if data_dir:
+        options["data_dir"] = data_dir
+    info: dict[str, Any] = {"name": options["name"], "seed": options["seed"]}
+    try:
+        dataset = data_module.load(options)
+    except UsageError as error:
+        info["note"] = f"dataset not available at export time, so class names and split sizes are unknown ({error})"
+        return info, None
+    info.update(
+        train_size=len(dataset.train_x), val_size=len(dataset.val_x), test_size=len(dataset.test_x),
+        input_shape=dataset.input_shape, class_names=dataset.class_names,
+        normalize={"mean": dataset.mean, "std": dataset.std}, input_range=list(dataset.data_range),
+    )
+    return info, dataset
+
+
+def _check_formats(formats: Iterable[str]) -> list[str]:
+    formats = list(dict.fromkeys(formats))
+    for name in formats:
+        if name not in EXTRA_FORMATS:
+            raise UsageError(f"--format {name!r} is not allowed; allowed: {', '.join(EXTRA_FORMATS)}")
+    if "onnx" in formats:
+        missing = [package for package in ("onnx", "onnxscript") if importlib.util.find_spec(package) is None]
+        if missing:
+            raise UsageError(
+                f"--format onnx needs the {' and '.join(missing)} package(s), which are not installed; "
+                f"install them (pip install {' '.join(missing)}) or use --format export (torch.export, no extra package)"
+            )
+    return formats
+
+
+def _write_format(name: str, model: torch.nn.Module, example: torch.Tensor, folder: Path) -> None:
+    path = folder / EXTRA_FORMATS[name]
+    batch = {0: torch.export.Dim("batch")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation notes from the exporters
+        if name == "export":
+            torch.export.save(torch.export.export(model, (example,), dynamic_shapes=(batch,)), str(path))
+        elif name == "onnx":
+            torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=(batch,), input_names=["x"])
+        else:
+            torch.jit.script(model).save(str(path))
+
+
+def _check_output(out_dir: Path, force: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} exists and is not a folder; choose another --out")
+    if not any(out_dir.iterdir()):
+        return
+    if not force:
+        raise UsageError(f"--out {out_dir} exists and is not empty; pass --force to replace an earlier export, or choose another --out")
+    if not is_export(out_dir):
+        raise UsageError(f"refusing to replace {out_dir}: it is not an export folder (no spec.json written by 'nas export')")
+
+
+def is_export(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "spec.json").read_text()).get("format") == EXPORT_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def export_trial(
+    study: optuna.Study,
+    trial_number: int,
+    out_dir: str | Path,
+    *,
+    storage_url: str | None = None,
+    artifacts: str | Path | None = None,
+    formats: Iterable[str] = (),
+    data_dir: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write the export folder of one COMPLETE trial and return its path.
+
+    Args:
+        study: the study holding the trial (``nas.storage.load_study``).
+        trial_number: which trial (see :func:`pick_trial` to choose by a metric).
+        out_dir: the folder to create; with ``force`` an earlier export there is replaced.
+        storage_url: the study's storage, used to find the artifact folder when the study's own path is relative.
+        artifacts: the artifact folder holding the weights (default: the one recorded on the study).
+        formats: extra files: ``"export"`` (torch.export ``model.pt2``), ``"onnx"``, ``"torchscript"``.
+        data_dir: where the dataset lives, for class names and split sizes on the card (optional).
+    """
+    out_dir = Path(out_dir)
+    formats = _check_formats(formats)
+    _check_output(out_dir, force)
+    trial = get_trial(study, trial_number)
+    spec = trial.user_attrs.get("spec")
+    if not isinstance(spec, dict):
+        raise UsageError(f"trial {trial.number} has no architecture spec (it was not run by 'nas search')")
+    try:
+        model = search_spaces.build(spec)
+    except search_spaces.SpecError as error:
+        raise UsageError(f"trial {trial.number}: this version cannot build its spec ({error}); export it with the version that ran the search") from None
+    where = f"weights of trial {trial.number}"
+    blob = read_weights(study, trial, storage_url, artifacts)
+    load_state(model, state_dict_from_bytes(blob, where), where)
+    model.eval()
+
+    stored = study.user_attrs.get(CONFIG_ATTR) or {}
+    config = stored_config(study, mask_url(storage_url) if storage_url else stored.get("study", {}).get("storage", ""))
+    config["study"]["storage"] = mask_url(config["study"]["storage"])
+    data, dataset = _dataset_info(config, data_dir)
+    try:
+        source = codegen.generate(spec, class_names=data.get("class_names"),
+                                  title=f"Exported classifier: study '{study.study_name}', trial {trial.number} ({search_spaces.summary(spec)}).")
+    except search_spaces.SpecError as error:
+        raise UsageError(f"trial {trial.number}: {error}") from None
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    try:
+        (staging / "model.py").write_text(source)
+        (staging / "weights.safetensors").write_bytes(blob)
+        exported = load_model_source(staging / "model.py").build()
+        load_state(exported, load_safetensors(blob), "exported weights")
+        exported.eval()
+        example = torch.rand(4, *spec["input_shape"], generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            if not torch.allclose(exported(example), model(example), atol=1e-6, rtol=0.0):
+                raise RuntimeError(f"internal error: generated model.py does not reproduce trial {trial.number}; please report this spec: {json.dumps(spec)}")
+        for name in formats:
+            _write_format(name, exported, example, staging)
+        card = build_card(study, trial, config, model, data)
+        write_card(card, staging)
+        preprocessing = {
+            "input_shape": spec["input_shape"], "num_classes": spec["num_classes"], "normalize": spec.get("normalize"),
+            "class_names": data.get("class_names"), "input_range": data.get("input_range"),
+            "note": "channels-first inputs in their raw range (pixels in [0, 1]); the model normalises them itself",
+        }
+        manifest = {
+            "format": EXPORT_FORMAT, "format_version": FORMAT_VERSION, "robust_nas_version": __version__,
+            "study": study.study_name, "trial": trial.number,
+            "spec": spec, "spec_summary": search_spaces.summary(spec), "recipe": trial.user_attrs.get("recipe", {}),
+            "seed": trial.user_attrs.get("seed"), "config_hash": trial.user_attrs.get("config_hash"),
+            "preprocessing": preprocessing,
+            "validation_metrics": trial.user_attrs.get("metrics", {}),
+            "feasible": is_feasible(trial),
+            "weights": {"file": "weights.safetensors", "sha256": hashlib.sha256(blob).hexdigest()},
+            "files": sorted(p.name for p in staging.iterdir()) + ["spec.json"],
+            "experiment": config,
+        }
+        (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _cmd_export(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console()
+    if (args.trial is None) == (args.pick is None):
+        raise UsageError("pass exactly one of --trial N or --pick SELECTOR (e.g. --pick 'max:accuracy where feasible')")
+    _check_formats(args.format or ())
+    study = load_study(args.storage, args.study_name)
+    trial = get_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
+    out_dir = Path(args.out) if args.out else Path("exported") / f"{study.study_name}-t{trial.number}"
+    folder = export_trial(study, trial.number, out_dir, storage_url=args.storage, artifacts=args.artifacts,
+                          formats=args.format or (), data_dir=args.data_dir, force=args.force)
+    card = json.loads((folder / "card.json").read_text())
+    feasible = card["requirements"]["feasible"]
+    console.print(
+        f"exported trial {trial.number} of study '{study.study_name}' ({card['model']['architecture']}) to {folder}: "
+        f"{', '.join(sorted(p.name for p in folder.iterdir()))}", soft_wrap=True,
+    )
+    console.print(
+        f"Pareto rank {card['pareto']['rank']} of {card['pareto']['n_complete']} trials; "
+        f"requirements on validation: {'all pass' if feasible else 'NOT all met'}; "
+        f"check it on the held-out test split with: nas verify {folder}", soft_wrap=True,
+    )
+    return 0
+
+
+def register_command(subparsers: Any) -> None:
+    """Add ``nas export`` to the CLI (picked up by ``nas.cli``)."""
+    from .cli import _add_storage
+
+    parser = subparsers.add_parser(
+        "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
+        description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md and card.json.",
+    )
+    _add_storage(parser)
+    parser.add_argument("--trial", type=int, help="trial number to export")
+    parser.add_argument("--pick", help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")
+    parser.add_argument("--out", help="output folder (default: exported/<study>-t<trial>)")
+    parser.add_argument("--artifacts", help="artifact folder holding the weights (default: the one recorded on the study)")
+    parser.add_argument("--format", action="append", choices=sorted(EXTRA_FORMATS),
+                        help="also write model.pt2 (export, torch.export), model.onnx (onnx; needs onnx+onnxscript) "
+                             "or model.torchscript.pt (torchscript); repeatable")
+    parser.add_argument("--data-dir", help="folder holding the dataset, for class names and split sizes on the card")
+    parser.add_argument("--force", action="store_true", help="replace an earlier export in --out")
+    parser.set_defaults(handler=_cmd_export)

@@ -1,0 +1,178 @@
+"""``nas verify``: re-evaluate an exported model on the held-out test split and gate on requirements.
+
+The same objective code as the search runs through :class:`nas.study.Experiment` (``split="test"``,
+no staging, so every metric is measured). Exit code 0 only when every requirement holds, 1 when one
+fails (or, with ``--fail-on-gap``, when validation and test disagree by more than the tolerance),
+2 for bad input. Usable as a CI gate; ``--json`` prints the report for machines.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from . import config as config_module
+from .errors import UsageError
+from .export import EXPORT_FORMAT, FORMAT_VERSION, REQUIRED_FILES, load_model_source, load_state, state_dict_from_bytes
+from .study import Experiment, check_requirements, flatten_metrics
+
+DEFAULT_GAP_TOLERANCE = 0.05
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """``spec.json`` of an export folder, or a one-line :class:`UsageError` saying what is wrong."""
+    hint = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder; pass the folder 'nas export' wrote ({hint})")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise UsageError(f"{folder} is not an export folder (missing {', '.join(missing)}); {hint}")
+    try:
+        manifest = json.loads((folder / "spec.json").read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise UsageError(f"{folder / 'spec.json'} is corrupt (not JSON: {error}); re-export the trial") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise UsageError(f"{folder / 'spec.json'} was not written by 'nas export' (no \"format\": \"{EXPORT_FORMAT}\"); {hint}")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise UsageError(f"{folder} was exported by a newer version (format {manifest['format_version']}, this one reads {FORMAT_VERSION}); upgrade robust-nas")
+    for key in ("experiment", "weights", "spec"):
+        if not isinstance(manifest.get(key), dict):
+            raise UsageError(f"{folder / 'spec.json'} is corrupt (no '{key}' entry); re-export the trial")
+    return manifest
+
+
+def _load_model(folder: Path, manifest: dict[str, Any]):
+    blob = (folder / "weights.safetensors").read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest["weights"].get("sha256"):
+        raise UsageError(f"{folder / 'weights.safetensors'} does not match the checksum in spec.json (corrupt or replaced); re-export the trial")
+    where = f"weights in {folder}"
+    model = load_model_source(folder / "model.py").build()
+    load_state(model, state_dict_from_bytes(blob, where), where)
+    return model.eval()
+
+
+def _gap_flagged(validation: float | None, test: float, tolerance: float) -> bool:
+    """Absolute gap for metrics in [-1, 1] (accuracy, AUROC, ...), relative to the value for larger ones."""
+    if validation is None or not math.isfinite(validation) or not math.isfinite(test):
+        return False
+    return abs(test - validation) > tolerance * max(1.0, abs(validation))
+
+
+def verify_export(
+    folder: str | Path,
+    requirements: dict[str, dict[str, float]] | None = None,
+    data_dir: str | None = None,
+    device: str = "auto",
+    gap_tolerance: float = DEFAULT_GAP_TOLERANCE,
+) -> dict[str, Any]:
+    """Measure every objective of the export on the test split; return the report (``passed`` says the verdict).
+
+    ``requirements`` replaces the ones stored with the export (those of the experiment that ran the search).
+    """
+    if not math.isfinite(gap_tolerance) or gap_tolerance < 0:
+        raise UsageError(f"--gap-tolerance must be a number >= 0, got {gap_tolerance}")
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    model = _load_model(folder, manifest)
+    config = config_module.resolve(manifest["experiment"])
+    if requirements is not None:
+        config["requirements"] = requirements
+    config["study"]["device"] = device
+    if data_dir:
+        config["data"]["data_dir"] = data_dir
+    experiment = Experiment.from_config(config)
+    model.to(experiment.device)
+    context = experiment.context(int(manifest.get("seed") or 0), manifest.get("recipe"), split="test")
+    results = experiment.score(model, context, staged=False)
+    metrics = flatten_metrics(results)
+    checks = check_requirements(metrics, config["requirements"])
+    validation = manifest.get("validation_metrics", {})
+    rows = []
+    for metric in [*checks, *(m for m in metrics if m not in checks)]:
+        test, val = metrics.get(metric), validation.get(metric)
+        row: dict[str, Any] = {"metric": metric, "validation": val, "test": test}
+        row["gap"] = None if test is None or val is None else test - val
+        row["gap_flagged"] = test is not None and _gap_flagged(val, test, gap_tolerance)
+        if metric in checks:
+            row.update(requirement={k: v for k, v in checks[metric].items() if k in ("min", "max")}, passed=checks[metric]["pass"] is True)
+        rows.append(row)
+    return {
+        "export": str(folder),
+        "study": manifest.get("study"),
+        "trial": manifest.get("trial"),
+        "split": "test",
+        "n_samples": len(context.x),
+        "device": str(experiment.device),
+        "gap_tolerance": gap_tolerance,
+        "metrics": rows,
+        "requirements": len(checks),
+        "failed": [row["metric"] for row in rows if row.get("passed") is False],
+        "gaps": [row["metric"] for row in rows if row["gap_flagged"]],
+        "passed": all(row["pass"] is True for row in checks.values()),
+        "seconds": {name: result.seconds for name, result in results.items()},
+    }
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from .card import bound_text, fmt
+
+    console = Console()
+    table = Table(title=f"verify {report['export']} (study '{report['study']}', trial {report['trial']}): "
+                        f"{report['n_samples']} held-out test samples")
+    for column in ("metric", "validation", "test", "gap", "requirement", "result"):
+        table.add_column(column, justify="left" if column in ("metric", "requirement", "result") else "right")
+    for row in report["metrics"]:
+        gap = fmt(row["gap"]) + (" !" if row["gap_flagged"] else "")
+        requirement = bound_text(row["requirement"]) if "requirement" in row else ""
+        result = "" if "passed" not in row else ("[green]pass" if row["passed"] else "[red]FAIL")
+        table.add_row(row["metric"], fmt(row["validation"]), fmt(row["test"]), gap, requirement, result)
+    console.print(table)
+    for row in report["metrics"]:
+        if row["gap_flagged"]:
+            console.print(f"[yellow]gap: {row['metric']} is {fmt(row['test'])} on test vs {fmt(row['validation'])} on validation "
+                          f"(tolerance {report['gap_tolerance']:g}): validation numbers may not carry over (the search "
+                          "may have overfit its validation split, or the samples are too few)")
+    if not report["requirements"]:
+        console.print("no requirements given (none stored with the export and no --requirements file): nothing to gate on")
+    elif report["passed"]:
+        console.print(f"[green]PASS[/]: all {report['requirements']} requirement(s) hold on the test split")
+    else:
+        console.print(f"[red]FAIL[/]: {len(report['failed'])} of {report['requirements']} requirement(s) do not hold on the test split: "
+                      f"{', '.join(report['failed'])}")
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    requirements = config_module.load_requirements(args.requirements) if args.requirements else None
+    report = verify_export(args.folder, requirements, data_dir=args.data_dir, device=args.device, gap_tolerance=args.gap_tolerance)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    if not report["passed"] or (args.fail_on_gap and report["gaps"]):
+        return 1
+    return 0
+
+
+def register_command(subparsers: Any) -> None:
+    """Add ``nas verify`` to the CLI (picked up by ``nas.cli``)."""
+    parser = subparsers.add_parser(
+        "verify", help="re-evaluate an exported model on the held-out test split; exit 0 only if every requirement holds",
+        description="Measure every objective of an export on the test split (never used by the search), compare with the "
+                    "requirements and with the validation values. Exit 0: all requirements hold; 1: one fails; 2: bad input.",
+    )
+    parser.add_argument("folder", help="export folder written by 'nas export'")
+    parser.add_argument("--requirements", help="TOML file with a [requirements] table (default: the experiment's own requirements)")
+    parser.add_argument("--data-dir", help="folder holding the dataset files (overrides the experiment's data.data_dir)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--gap-tolerance", type=float, default=DEFAULT_GAP_TOLERANCE,
+                        help="report metrics whose test value differs from validation by more than this "
+                             "(absolute for values within [-1, 1], relative above; default %(default)s)")
+    parser.add_argument("--fail-on-gap", action="store_true", help="exit 1 when a validation-vs-test gap exceeds the tolerance")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    parser.set_defaults(handler=_cmd_verify)
