@@ -26,18 +26,23 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from . import config as config_module
+    from .parallel import prepare_workers, run_local_workers
     from .pareto import print_front, write_front
     from .progress import SearchProgress
     from .storage import default_artifact_dir
     from .study import Experiment, create_or_load, run_search
+    from .worker import create_only, run_with_reconnect
 
     config = config_module.load(args.config)
-    config = config_module.apply_overrides(config, {
-        "study.n_trials": args.n_trials, "study.storage": args.storage, "study.name": args.study_name,
+    config = config_module.apply_overrides(config, {  # --n-trials 0 creates the study and keeps the file's target
+        "study.n_trials": args.n_trials or None, "study.storage": args.storage, "study.name": args.study_name,
         "study.seed": args.seed, "study.sampler": args.sampler, "study.timeout": args.timeout,
         "study.device": args.device, "data.data_dir": args.data_dir,
     })
     console = Console()
+    config = prepare_workers(config, args.workers, console)
+    if args.n_trials == 0:
+        return create_only(config, args.resume, console)
     experiment = Experiment.from_config(config)
     study = create_or_load(config, resume=args.resume)
     n_trials = config["study"]["n_trials"]
@@ -46,18 +51,23 @@ def _cmd_search(args: argparse.Namespace) -> int:
         f"{config['data']['name']}, space {config['space']['name']}, objectives {', '.join(experiment.objective_names)}, "
         f"sampler {config['study']['sampler']}, device {experiment.device}"
     )
+    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
+    stopped_by = None
     with SearchProgress(study, n_trials, console) as progress:
-        experiment.epoch_listener = progress.on_epoch
-        run_search(study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
-                   max_failed=config["study"]["max_failed"] or None, callbacks=[progress])
+        if args.workers > 1:
+            stopped_by = run_local_workers(study, config["study"]["storage"], n_trials, args.workers, config, progress, console, out_dir / "logs")
+        else:
+            experiment.epoch_listener = progress.on_epoch
+            run_with_reconnect(study, config["study"]["storage"], lambda: run_search(
+                study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
+                max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), console=console)
     from .study import counts
 
     tally = counts(study)
     if tally["COMPLETE"] < n_trials:
-        why = "timeout reached" if tally["FAIL"] < (config["study"]["max_failed"] or max(3, n_trials)) else "too many FAILED trials (study.max_failed)"
+        why = (stopped_by or "timeout reached") if tally["FAIL"] < (config["study"]["max_failed"] or max(3, n_trials)) else "too many FAILED trials (study.max_failed)"
         console.print(f"[yellow]stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; see 'nas status' for failure reasons")
     print_front(study, console)
-    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
     csv_path, json_path = write_front(study, out_dir)
     console.print(f"Pareto front written to {csv_path} and {json_path}")
     return 0
@@ -97,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", help="folder holding the dataset files (overrides data.data_dir)")
     search.add_argument("--resume", action="store_true", help="continue an existing study with the same config; completed trials are kept")
     search.add_argument("--out", help="folder for the Pareto front CSV/JSON (default: next to the storage)")
+    search.add_argument("--workers", type=int, default=1,
+                        help="worker processes on this machine (default 1); CPU threads are split between them, an SQLite "
+                             "storage becomes a journal file beside it. --n-trials 0 only creates the study for 'nas worker'")
     search.set_defaults(handler=_cmd_search)
 
     status = commands.add_parser("status", help="trial counts by state and the Pareto front of a study",

@@ -1,24 +1,98 @@
 """Open Optuna storages and artifact stores from a URL, with credentials never shown in clear."""
 from __future__ import annotations
 
+import contextlib
+import copy
+import hashlib
+import inspect
+import os
 import re
+import socket
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
 
 DEFAULT_STORAGE = "sqlite:///runs/nas.db"
+HEARTBEAT_SECONDS = 10
+# A RUNNING trial whose worker missed this many heartbeats is FAILED and its parameters retried.
+MISSED_HEARTBEATS = 4
+MAX_RETRY = 2
+# Per worker process: the main thread plus Optuna's heartbeat thread; never more, so
+# `max_connections / 2` workers fit on one PostgreSQL server (use PgBouncer beyond that).
+POOL_SIZE = 2
 
 
-def mask_url(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+class StorageUnavailable(UsageError):
+    """The storage stopped answering during a run and did not come back in time. Exit code 3."""
+
+    exit_code = 3
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage for ``sqlite:///``/``postgresql://``..., a journal file for ``journal:PATH``."""
+def mask_url(text: str) -> str:
+    """Hide the password of every URL in ``text``: ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return re.sub(r"([A-Za-z][\w+.-]*://[^:/@\s]+):\S*@", r"\1:***@", text)
+
+
+def _password(url: str) -> str | None:
+    match = re.match(r"[A-Za-z][\w+.-]*://[^:/@\s]+:(\S*)@", url)
+    return match.group(1) if match and match.group(1) else None
+
+
+def describe_error(error: BaseException, url: str) -> str:
+    """First line of a driver error with the URL masked and the password itself blanked out."""
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    reason = mask_url(reason)
+    password = _password(url)
+    return reason.replace(password, "***") if password else reason
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) says the database cannot be reached right now."""
+    import sqlalchemy.exc
+
+    lost = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DisconnectionError)
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, lost) or (isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several processes may share the file (``nas status`` beside a search): wait for locks, do not fail.
+        return {"pool_pre_ping": True, "connect_args": {"timeout": 60}}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 60, "pool_recycle": 300}
+    if url.startswith("postgresql"):
+        kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "nas"}
+    return kwargs
+
+
+def _heartbeat_kwargs(interval: int | None) -> dict[str, Any]:
+    if not interval:
+        return {}
+    name = "heartbeat_stale_trial_callback"  # ``failed_trial_callback`` before Optuna 4.9
+    if name not in inspect.signature(optuna.storages.RDBStorage.__init__).parameters:
+        name = "failed_trial_callback"
+    return {"heartbeat_interval": int(interval), "grace_period": MISSED_HEARTBEATS * int(interval), name: retry_trial}
+
+
+def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+    """An RDB storage for ``sqlite:///``/``postgresql://``..., a journal file for ``journal:PATH``.
+
+    RDB storages get Optuna heartbeats: a trial whose worker died is FAILED and retried (see :func:`retry_trial`).
+    Journal files have no heartbeat; :func:`fail_trials_of_dead_workers` covers workers on this host.
+    """
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -31,14 +105,93 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
     elif "://" not in url:
         raise UsageError(f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH")
-    engine_kwargs = {"pool_pre_ping": True}
-    if not url.startswith("sqlite"):
-        engine_kwargs.update(pool_size=2, max_overflow=2, pool_recycle=300)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat_interval))
     except Exception as error:  # sqlalchemy/driver errors: one line, no password
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UsageError(f"cannot open storage {mask_url(url)}: {mask_url(reason)}") from None
+        raise UsageError(f"cannot open storage {mask_url(url)}: {describe_error(error, url)}; check the URL, the password and that the server is running") from None
+
+
+def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue the parameters of a trial whose worker died as a new WAITING trial (at most ``MAX_RETRY`` times).
+
+    Optuna's retry callback, given a copy without the dead run's user attributes (partial history, its
+    worker), so the retried trial starts clean. Runs once per dead trial even if two workers notice it.
+    """
+    if any(trial.number in t.system_attrs.get("retry_history", ()) for t in study.get_trials(deepcopy=False)):
+        return
+    retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    clean = copy.deepcopy(trial)
+    clean.user_attrs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        retry_class(max_retry=MAX_RETRY)(study, clean)
+
+
+def heartbeat_enabled(study: optuna.Study) -> bool:
+    """Does this study's storage record heartbeats (RDB storages opened by :func:`open_storage`)?"""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return is_heartbeat_enabled(study._storage)
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, stored on every trial it runs (attribute ``worker``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_trials_of_dead_workers(study: optuna.Study) -> list[int]:
+    """FAIL and retry RUNNING trials whose worker process on this host is gone (killed, crashed).
+
+    The heartbeat stand-in for journal storages; RDB storages rely on Optuna's heartbeats instead.
+    """
+    host = socket.gethostname()
+
+    def orphans() -> list[FrozenTrial]:
+        found = []
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner_host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+            if owner_host == host and pid.isdigit() and not _process_exists(int(pid)):
+                found.append(trial)
+        return found
+
+    if not orphans():
+        return []
+    failed = []
+    with _host_lock(f"nas-recover-{hashlib.sha256(study.study_name.encode()).hexdigest()[:16]}.lock"):
+        for trial in orphans():  # again, under the lock: another worker may have taken them
+            study.tell(trial.number, state=TrialState.FAIL)
+            retry_trial(study, trial)
+            failed.append(trial.number)
+    return failed
+
+
+@contextlib.contextmanager
+def _host_lock(name: str) -> Iterator[None]:
+    """An exclusive lock among the processes of this host (a journal file has no compare-and-set to lean on)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(Path(tempfile.gettempdir()) / name, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def default_artifact_dir(storage_url: str) -> Path:
@@ -49,15 +202,46 @@ def default_artifact_dir(storage_url: str) -> Path:
     return Path("runs") / "artifacts"
 
 
-def open_artifact_store(path: str | Path) -> FileSystemArtifactStore:
-    path = Path(path)
+class _PrefixedArtifactStore:
+    """An artifact store that keeps every artifact under ``prefix`` (``s3://bucket/prefix``)."""
+
+    def __init__(self, store: Any, prefix: str) -> None:
+        self.store, self.prefix = store, prefix
+
+    def open_reader(self, artifact_id: str) -> IO[bytes]:
+        return self.store.open_reader(self.prefix + artifact_id)
+
+    def write(self, artifact_id: str, content_body: IO[bytes]) -> None:
+        self.store.write(self.prefix + artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        self.store.remove(self.prefix + artifact_id)
+
+
+def open_artifact_store(location: str | Path) -> Any:
+    """A folder (local, or shared by all workers) or ``s3://bucket[/prefix]`` (needs boto3: ``pip install 'robust-nas[s3]'``)."""
+    match = re.match(r"s3:/+([^/]+)/*(.*)$", str(location))  # Path() squashes s3:// to s3:/
+    if match:
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                f"artifact store {location!s} needs boto3, which is not installed; run pip install 'robust-nas[s3]' "
+                "or set study.artifacts to a folder"
+            ) from None
+        from optuna.artifacts import Boto3ArtifactStore
+
+        store = Boto3ArtifactStore(match.group(1))
+        prefix = match.group(2).strip("/")
+        return _PrefixedArtifactStore(store, prefix + "/") if prefix else store
+    path = Path(location)
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(path))
 
 
-def load_study(storage_url: str, study_name: str | None) -> optuna.Study:
+def load_study(storage_url: str, study_name: str | None, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -> optuna.Study:
     """Load an existing study or raise a one-line :class:`UsageError` listing the studies present."""
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, heartbeat_interval)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if study_name is None:
         if len(names) == 1:

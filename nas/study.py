@@ -28,7 +28,8 @@ import search_spaces
 from . import config as config_module
 from . import data as data_module
 from .errors import UsageError
-from .storage import default_artifact_dir, fail_trials_of_dead_workers, mask_url, open_artifact_store, open_storage, worker_id
+from .storage import (default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url, open_artifact_store,
+                      open_storage, worker_id)
 from .training import TrainingDiverged, resolve_device, sample_recipe, train
 
 CONFIG_ATTR = "config"
@@ -347,7 +348,7 @@ def run_search(
     max_failed = max_failed or max(3, n_trials)
     failed_before = counts(study)["FAIL"]  # failures of earlier runs do not stop a resumed one
     deadline = time.monotonic() + timeout if timeout else None
-    heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(study._storage)
+    heartbeat = heartbeat_enabled(study)
     stop = _StopSignals()
     current: dict[str, int] = {}
 
