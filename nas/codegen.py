@@ -150,54 +150,44 @@ class MLP(nn.Module):
 # ------------------------------------------------------------------------------------------------ cnn
 def _conv_block(spec: dict[str, Any], dims: int) -> str:
     conv, norm = f"nn.Conv{dims}d", f"nn.BatchNorm{dims}d"
-    batch_norm, activation = spec["batch_norm"], ACTIVATION_SOURCE[spec["activation"]]
+    batch_norm, activation, groups = spec["batch_norm"], ACTIVATION_SOURCE[spec["activation"]], spec["cardinality"]
     bias = "False" if batch_norm else "True"
 
     def bn(channels: str) -> str:
         return f"{norm}({channels})," if batch_norm else _NO_BN
 
-    if spec["cardinality"] == 1:
+    if groups == 1:
+        doc = f"Conv -> {'BatchNorm -> ' if batch_norm else ''}{_name(activation)}."
         body = [f"{conv}(c_in, c_out, kernel, padding=kernel // 2, bias={bias}),", bn("c_out")]
-        return f'''
-
-class ConvBlock(nn.Module):
-    """Conv -> {"BatchNorm -> " if batch_norm else ""}{_name(activation)}."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-{_lines(body, 12)}
-        )
-        self.activation = {activation}
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.body(x))
-'''
-    body = [
-        f"{conv}(c_in, c_out, 1, bias={bias}),", bn("c_out"), f"{activation},",
-        f"{conv}(c_out, c_out, kernel, padding=kernel // 2, groups={spec['cardinality']}, bias={bias}),", bn("c_out"),
-        f"{activation},",
-        f"{conv}(c_out, c_out, 1, bias={bias}),", bn("c_out"),
-    ]
-    shortcut_bn = f"{norm}(c_out)" if batch_norm else "nn.Identity()"
-    return f'''
-
-class ConvBlock(nn.Module):
-    """ResNeXt block: 1x1 conv -> grouped conv ({spec["cardinality"]} groups) -> 1x1 conv, plus a shortcut."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-{_lines(body, 12)}
-        )
+        shortcut, merge = "", "self.body(x)"
+    else:
+        doc = f"ResNeXt block: 1x1 conv -> grouped conv ({groups} groups) -> 1x1 conv, plus a shortcut."
+        body = [
+            f"{conv}(c_in, c_out, 1, bias={bias}),", bn("c_out"), f"{activation},",
+            f"{conv}(c_out, c_out, kernel, padding=kernel // 2, groups={groups}, bias={bias}),", bn("c_out"), f"{activation},",
+            f"{conv}(c_out, c_out, 1, bias={bias}),", bn("c_out"),
+        ]
+        shortcut_bn = f"{norm}(c_out)" if batch_norm else "nn.Identity()"
+        shortcut = f"""
         if c_in == c_out:
             self.shortcut = nn.Identity()
         else:  # project the input to c_out channels
-            self.shortcut = nn.Sequential({conv}(c_in, c_out, 1, bias=False), {shortcut_bn})
+            self.shortcut = nn.Sequential({conv}(c_in, c_out, 1, bias=False), {shortcut_bn})"""
+        merge = "self.body(x) + self.shortcut(x)"
+    return f'''
+
+class ConvBlock(nn.Module):
+    """{doc}"""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+{_lines(body, 12)}
+        ){shortcut}
         self.activation = {activation}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(self.body(x) + self.shortcut(x))
+        return self.activation({merge})
 '''
 
 

@@ -190,15 +190,20 @@ def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
     return checked
 
 
+def _read_toml(path: Path, what: str, missing: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(missing)
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"{what}: {path} is not valid TOML ({error})") from None
+
+
 def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:
     """The ``[requirements]`` table of a TOML file (a requirements file, or an experiment file)."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"requirements: {path} is not valid TOML ({error})") from None
+    missing = f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)"
+    raw = _read_toml(path, "requirements", missing)
     if not isinstance(raw.get("requirements"), dict):
         raise UsageError(f"requirements: {path} has no [requirements] table; write e.g. '[requirements]' then 'accuracy = {{ min = 0.9 }}'")
     try:
@@ -244,13 +249,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
 def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a TOML experiment file."""
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"config file not found: {path}; pass the path of an experiment TOML file (e.g. experiments/smoke.toml)")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"config: {path} is not valid TOML ({error})") from None
-    return resolve(raw)
+    missing = f"config file not found: {path}; pass the path of an experiment TOML file (e.g. experiments/smoke.toml)"
+    return resolve(_read_toml(path, "config", missing))
 
 
 def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

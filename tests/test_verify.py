@@ -1,0 +1,125 @@
+"""`nas verify`: re-scores an export on the held-out test split and gates on requirements (exit 0/1/2)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import search_spaces
+from conftest import REPO
+from nas import config as config_module
+from nas import data as data_module
+from nas.export import export_trial
+from nas.storage import load_study
+from nas.verify import _gap_flagged, verify_export
+from test_export import DATA, assert_usage_error, cli, run_study
+
+REQUIRED = {"accuracy": {"min": 0.3}}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("verify")
+    storage = f"sqlite:///{root}/nas.db"
+    torch.set_num_threads(1)
+    run_study(storage, "gate", {"name": "mlp", "depth": 1, "width": [32], "ensemble": 1}, requirements=REQUIRED)
+    return export_trial(load_study(storage, "gate"), 0, root / "export", storage_url=storage)
+
+
+def _write(path, text: str):
+    path.write_text(text)
+    return str(path)
+
+
+def test_verify_scores_the_held_out_test_split(exported):
+    report = verify_export(exported)
+    dataset = data_module.load(config_module.resolve({"data": DATA})["data"])
+    manifest = json.loads((exported / "spec.json").read_text())
+    model = search_spaces.build(manifest["spec"])
+    model.load_state_dict(load_file(str(exported / "weights.safetensors")))
+    with torch.no_grad():
+        test_accuracy = (model.eval()(dataset.test_x).argmax(1) == dataset.test_y).float().mean().item()
+    rows = {row["metric"]: row for row in report["metrics"]}
+    assert report["split"] == "test" and report["n_samples"] == len(dataset.test_y)
+    assert rows["accuracy"]["test"] == pytest.approx(test_accuracy, abs=1e-6)
+    assert rows["accuracy"]["validation"] == manifest["validation_metrics"]["accuracy"]
+    assert rows["accuracy"]["requirement"] == REQUIRED["accuracy"]  # the experiment's own requirements by default
+    assert rows["accuracy"]["passed"] is (test_accuracy >= 0.3) and report["passed"] is (test_accuracy >= 0.3)
+    assert rows["params"]["test"] == sum(p.numel() for p in model.parameters())
+
+
+def test_exit_codes_gate_on_requirements(exported, nas_cli, tmp_path):
+    report = verify_export(exported)
+    accuracy = next(row["test"] for row in report["metrics"] if row["metric"] == "accuracy")
+    reachable = _write(tmp_path / "pass.toml", f"[requirements]\naccuracy = {{ min = {accuracy - 0.01} }}\nparams = {{ max = 1e6 }}\n")
+    result = nas_cli("verify", str(exported), "--requirements", reachable, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "PASS" in result.stdout
+    above = _write(tmp_path / "fail.toml", f"[requirements]\naccuracy = {{ min = {accuracy + 0.005} }}\nparams = {{ max = 1e6 }}\n")
+    result = nas_cli("verify", str(exported), "--requirements", above, "--json", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["passed"] is False and verdict["failed"] == ["accuracy"] and verdict["requirements"] == 2
+    result = nas_cli("verify", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "is not an export folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_gap_tolerance_reports_validation_test_differences(exported, capsys):
+    strict = verify_export(exported, gap_tolerance=0.0)
+    differing = [row["metric"] for row in strict["metrics"] if row["gap"] not in (None, 0.0)]
+    assert strict["gaps"] == differing
+    assert verify_export(exported, gap_tolerance=1.0)["gaps"] == []
+    code, _, _ = cli(capsys, "verify", str(exported), "--gap-tolerance", "0", "--fail-on-gap", "--requirements",
+                     _write(exported.parent / "loose.toml", "[requirements]\nparams = { max = 1e6 }\n"))
+    assert code == (1 if differing else 0)
+    # absolute within [-1, 1], relative to the value above it
+    assert _gap_flagged(0.90, 0.84, 0.05) and not _gap_flagged(0.90, 0.86, 0.05)
+    assert _gap_flagged(1000.0, 1060.0, 0.05) and not _gap_flagged(1000.0, 1040.0, 0.05)
+
+
+def test_example_requirements_file_is_valid():
+    table = config_module.load_requirements(REPO / "experiments" / "requirements.toml")
+    assert table["accuracy"] == {"min": 0.88} and table["params"] == {"max": 1e6}
+    assert {"ood.min_auroc", "adversarial.pgd_accuracy", "calibration.ece"} <= set(table)
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[requirements]\nspeed = { min = 1 }\n", ["unknown requirement metric 'speed'", "allowed:"]),
+    ("[requirements]\naccuracy = 0.9\n", ["requirements.accuracy must be {min = ..}"]),
+    ("[requirements]\naccuracy = { min = 0.9, max = 0.5 }\n", ["min (0.9) must not exceed max (0.5)"]),
+    ("[requirements]\naccuracy = { min = 'high' }\n", ["requirements.accuracy.min must be a finite number"]),
+    ("[requirements]\naccuracy = { min = nan }\n", ["must be a finite number"]),
+    ("[study]\nname = 'x'\n", ["has no [requirements] table"]),
+    ("[requirements\n", ["is not valid TOML"]),
+])
+def test_bad_requirements_file(exported, capsys, tmp_path, text, fragments):
+    assert_usage_error(capsys, ["verify", str(exported), "--requirements", _write(tmp_path / "r.toml", text)], *fragments)
+
+
+def test_bad_input_folder_spec_and_weights(exported, capsys, tmp_path):
+    assert_usage_error(capsys, ["verify", str(tmp_path / "absent")], "is not a folder")
+    assert_usage_error(capsys, ["verify", str(exported), "--requirements", str(tmp_path / "absent.toml")], "does not exist")
+    assert_usage_error(capsys, ["verify", str(exported), "--gap-tolerance", "-1"], "--gap-tolerance must be a number >= 0")
+    copy = tmp_path / "copy"
+    shutil.copytree(exported, copy)
+    weights = copy / "weights.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0xFF
+    weights.write_bytes(bytes(blob))
+    assert_usage_error(capsys, ["verify", str(copy)], "does not match the checksum")
+    weights.unlink()
+    assert_usage_error(capsys, ["verify", str(copy)], "missing weights.safetensors")
+    shutil.copy(exported / "weights.safetensors", weights)
+    manifest = json.loads((copy / "spec.json").read_text())
+    (copy / "spec.json").write_text(json.dumps({**manifest, "format_version": 99}))
+    assert_usage_error(capsys, ["verify", str(copy)], "newer version")
+    (copy / "spec.json").write_text(json.dumps({**manifest, "format": "something-else"}))
+    assert_usage_error(capsys, ["verify", str(copy)], "was not written by 'nas export'")
+    (copy / "spec.json").write_text("{ not json")
+    assert_usage_error(capsys, ["verify", str(copy)], "spec.json is corrupt")
+    (copy / "spec.json").write_text(json.dumps(manifest))
+    (copy / "model.py").write_text("import torch\n\ndef build(:\n")
+    assert_usage_error(capsys, ["verify", str(copy)], "model.py cannot be loaded (SyntaxError")
