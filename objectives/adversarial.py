@@ -14,7 +14,6 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.robust import FGSM, PGD
 from torch import nn
 
 from ._base import EvaluationContext, Objective, ObjectiveResult, register
@@ -44,6 +43,8 @@ def pgd_attack(
     data_range: tuple[float, float], random_start: bool = True,
 ) -> torch.Tensor:
     """Untargeted L-inf PGD (captum) inside the eps-ball around ``x``, clamped to ``data_range``."""
+    from captum.robust import PGD  # imported on use: keeps `nas` startup fast
+
     attack = PGD(model, per_sample_loss, lower_bound=data_range[0], upper_bound=data_range[1])
     with quiet_captum():
         return attack.perturb(x, radius=eps, step_size=step_size, step_num=steps, target=y, random_start=random_start).detach()
@@ -51,6 +52,8 @@ def pgd_attack(
 
 def fgsm_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, data_range: tuple[float, float]) -> torch.Tensor:
     """Untargeted one-step FGSM (captum), clamped to ``data_range``."""
+    from captum.robust import FGSM
+
     attack = FGSM(model, per_sample_loss, lower_bound=data_range[0], upper_bound=data_range[1])
     with quiet_captum():
         return attack.perturb(x, epsilon=eps, target=y).detach()

@@ -10,15 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from captum.attr import InputXGradient, IntegratedGradients, Saliency
-from captum.metrics import sensitivity_max
 from torch import nn
 
 from .adversarial import quiet_captum
 from ._base import EvaluationContext, Objective, ObjectiveResult, predict_proba, register
 
-METHODS = {"saliency": Saliency, "input_x_gradient": InputXGradient, "integrated_gradients": IntegratedGradients}
+METHODS = {"saliency": "Saliency", "input_x_gradient": "InputXGradient", "integrated_gradients": "IntegratedGradients"}
 MAX_EXAMPLES = 4
+
+
+def explainer(method: str, model: nn.Module) -> Any:
+    """The ``captum.attr`` class for ``method`` (imported on use: keeps ``nas`` startup fast)."""
+    import captum.attr
+
+    return getattr(captum.attr, METHODS[method])(model)
 
 
 def method_options(method: str, ig_steps: int, batch_size: int) -> dict[str, Any]:
@@ -28,11 +33,11 @@ def method_options(method: str, ig_steps: int, batch_size: int) -> dict[str, Any
 
 def attribute(model: nn.Module, method: str, x: torch.Tensor, target: torch.Tensor, ig_steps: int = 16, batch_size: int = 256) -> torch.Tensor:
     """Attributions of ``target`` w.r.t. ``x`` with the Captum method named ``method`` (batched)."""
-    explainer = METHODS[method](model)
+    explain = explainer(method, model)
     options = method_options(method, ig_steps, batch_size)
     with quiet_captum():
         parts = [
-            explainer.attribute(x[start : start + batch_size], target=target[start : start + batch_size], **options).detach()
+            explain.attribute(x[start : start + batch_size], target=target[start : start + batch_size], **options).detach()
             for start in range(0, len(x), batch_size)
         ]
     return torch.cat(parts)
@@ -131,11 +136,12 @@ class Explainability(Objective):
         }
         if self.options["sensitivity"]:
             count = int(self.options["sensitivity_samples"])
-            explainer = METHODS[method](model)
+            from captum.metrics import sensitivity_max
+
             with torch.random.fork_rng(devices=[]), quiet_captum():
                 torch.manual_seed(context.seed)  # captum's default perturbation draws from the global generator
                 scores = sensitivity_max(
-                    explainer.attribute, x[:count], perturb_radius=0.02 * (context.data_range[1] - context.data_range[0]),
+                    explainer(method, model).attribute, x[:count], perturb_radius=0.02 * (context.data_range[1] - context.data_range[0]),
                     n_perturb_samples=4, target=target[:count],
                     **method_options(method, int(self.options["ig_steps"]), context.batch_size),
                 )

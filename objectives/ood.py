@@ -4,6 +4,9 @@ Scores come from pytorch-ood detectors and metrics (AUROC, FPR@95TPR with OOD as
 one OOD set at a time against in-distribution validation inputs, plus the mean max-softmax
 confidence on each set -- the seed paper's "overconfidence". Ensembles are scored on their averaged
 softmax (the model's output is the log of it).
+
+pytorch-ood is imported where it is used: it pulls in torchvision's model zoo, which would slow
+down every ``nas`` command that merely lists objectives.
 """
 from __future__ import annotations
 
@@ -12,8 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pytorch_ood.detector import EnergyBased, Mahalanobis, MaxSoftmax
-from pytorch_ood.metrics.functional import auroc, fpr_at_tpr
 from torch import nn
 
 from . import ood_sets
@@ -44,8 +45,10 @@ class _Scorer:
     def __init__(self, model: nn.Module, detector: str, context: EvaluationContext, fit_samples: int) -> None:
         self.model, self.detector, self.context = model, detector, context
         self.heads = _class_heads(model, context.num_classes) if detector == "mahalanobis" else []
-        self.mahalanobis: Mahalanobis | None = None
+        self.mahalanobis = None
         if detector == "mahalanobis":
+            from pytorch_ood.detector import Mahalanobis
+
             if context.train_x is None or context.train_y is None:
                 raise ValueError("detector 'mahalanobis' is fitted on training features, but the context has no training data")
             generator = torch.Generator().manual_seed(context.seed)
@@ -56,6 +59,8 @@ class _Scorer:
     @torch.no_grad()
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(features or empty, logits, energy per sample) for ``x``, batched."""
+        from pytorch_ood.detector import EnergyBased
+
         captured: list[torch.Tensor] = []
         hooks = [head.register_forward_hook(lambda module, inputs, output: captured.append(inputs[0].flatten(1))) for head in self.heads]
         features, logits, energies = [], [], []
@@ -79,18 +84,21 @@ class _Scorer:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(outlier scores, max-softmax confidence); larger score = more likely OOD."""
+        from pytorch_ood.detector import MaxSoftmax
+
         features, logits, energies = self._run(x)
         confidence = torch.softmax(logits, dim=1).max(dim=1).values
         if self.detector == "energy":
             return energies, confidence
-        if self.detector == "mahalanobis":
-            assert self.mahalanobis is not None
+        if self.mahalanobis is not None:
             return self.mahalanobis.predict_features(features), confidence
         return MaxSoftmax.score(logits), confidence
 
 
 def separation(id_scores: torch.Tensor, ood_scores: torch.Tensor) -> tuple[float, float]:
     """(AUROC, FPR@95TPR) of telling ``ood_scores`` from ``id_scores`` (pytorch-ood, OOD positive)."""
+    from pytorch_ood.metrics.functional import auroc, fpr_at_tpr
+
     scores = torch.cat([id_scores, ood_scores]).double()
     labels = torch.cat([torch.zeros(len(id_scores)), -torch.ones(len(ood_scores))]).long()
     return float(auroc(scores, labels)), float(fpr_at_tpr(scores, labels, 0.95))

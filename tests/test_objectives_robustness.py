@@ -41,9 +41,14 @@ def digits() -> data.Dataset:
 def trained(digits: data.Dataset) -> nn.Module:
     spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1, "batch_norm": True,
             "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1, **digits.preprocessing()}
-    torch.manual_seed(0)
-    model = search_spaces.build(spec)
-    training.train(model, RECIPE, digits, torch.device("cpu"), seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run outside conftest's one-thread fixture
+    try:
+        torch.manual_seed(0)
+        model = search_spaces.build(spec)
+        training.train(model, RECIPE, digits, torch.device("cpu"), seed=0)
+    finally:
+        torch.set_num_threads(threads)
     return model.eval()
 
 
