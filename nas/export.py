@@ -175,7 +175,7 @@ def load_model_source(path: Path) -> types.ModuleType:
 
 
 # ---------------------------------------------------------------------------------------------- export
-def _dataset_info(config: dict[str, Any], data_dir: str | None) -> tuple[dict[str, Any], data_module.Dataset | None]:
+def _dataset_info(config: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
     """What the card says about the data; the dataset itself is optional (export works without it)."""
     options = dict(config["data"])
     if data_dir:
@@ -185,13 +185,13 @@ def _dataset_info(config: dict[str, Any], data_dir: str | None) -> tuple[dict[st
         dataset = data_module.load(options)
     except UsageError as error:
         info["note"] = f"dataset not available at export time, so class names and split sizes are unknown ({error})"
-        return info, None
+        return info
     info.update(
         train_size=len(dataset.train_x), val_size=len(dataset.val_x), test_size=len(dataset.test_x),
         input_shape=dataset.input_shape, class_names=dataset.class_names,
         normalize={"mean": dataset.mean, "std": dataset.std}, input_range=list(dataset.data_range),
     )
-    return info, dataset
+    return info
 
 
 def _check_formats(formats: Iterable[str]) -> list[str]:
@@ -283,7 +283,7 @@ def export_trial(
     stored = study.user_attrs.get(CONFIG_ATTR) or {}
     config = stored_config(study, mask_url(storage_url) if storage_url else stored.get("study", {}).get("storage", ""))
     config["study"]["storage"] = mask_url(config["study"]["storage"])
-    data, dataset = _dataset_info(config, data_dir)
+    data = _dataset_info(config, data_dir)
     try:
         source = codegen.generate(spec, class_names=data.get("class_names"),
                                   title=f"Exported classifier: study '{study.study_name}', trial {trial.number} ({search_spaces.summary(spec)}).")
@@ -292,10 +292,12 @@ def export_trial(
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    generated: types.ModuleType | None = None
     try:
         (staging / "model.py").write_text(source)
         (staging / "weights.safetensors").write_bytes(blob)
-        exported = load_model_source(staging / "model.py").build()
+        generated = load_model_source(staging / "model.py")
+        exported = generated.build()
         load_state(exported, load_safetensors(blob), "exported weights")
         exported.eval()
         example = torch.rand(4, *spec["input_shape"], generator=torch.Generator().manual_seed(0))
@@ -328,6 +330,8 @@ def export_trial(
             shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
         staging.rename(out_dir)
     finally:
+        if generated is not None:  # the module was only needed to check and trace the export
+            sys.modules.pop(generated.__name__, None)
         if staging.exists():
             shutil.rmtree(staging)
     return out_dir
