@@ -5,6 +5,7 @@ Works on images ``[C, H, W]`` (2-D convolutions) and signals ``[C, L]`` (1-D con
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import optuna
@@ -89,16 +90,15 @@ class CNN(nn.Module):
         normalize = normalize or {"mean": [0.0] * channels, "std": [1.0] * channels}
         self.normalize = Normalize(normalize["mean"], normalize["std"], dims)
         layers: list[nn.Module] = []
-        size = min(input_shape[1:])
+        sizes = list(input_shape[1:])
         for block in blocks:
             layers.append(ConvBlock(dims, channels, block["channels"], block["kernel"], cardinality, batch_norm, activation))
             channels = block["channels"]
-            if block["pool"] != "none" and size >= 2:  # never pool a map that is already 1 wide
+            if block["pool"] != "none" and min(sizes) >= 2:  # never pool a map that is already 1 wide
                 layers.append(_POOL[(block["pool"], dims)](2))
-                size //= 2
+                sizes = [size // 2 for size in sizes]
         self.features = nn.Sequential(*layers)
-        with torch.no_grad():
-            flat = self.features(torch.zeros(1, *input_shape)).numel()
+        flat = channels * math.prod(sizes)  # "same" convolutions keep sizes; each pool halves them
         head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
         if hidden:
             head += [nn.Linear(flat, hidden), ACTIVATIONS[activation](), nn.Dropout(dropout)]

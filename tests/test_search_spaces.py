@@ -88,3 +88,11 @@ def test_build_rejects_invalid_specs(change, fragment):
     spec.update(change)
     with pytest.raises(SpecError, match=fragment.replace("(", r"\(").replace("[", r"\[")):
         search_spaces.build(spec)
+
+
+def test_deep_cnn_with_batch_norm_builds_when_maps_shrink_to_one_pixel():
+    spec = {"space": "cnn", "input_shape": [1, 8, 8], "num_classes": 3, "cardinality": 2, "batch_norm": True,
+            "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}] * 5, "activation": "relu", "dropout": 0.0,
+            "hidden": 0, "ensemble": 1}
+    model = search_spaces.build(spec)
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 3)
