@@ -1,0 +1,234 @@
+"""Dash callbacks. Every value a request carries (study name, trial numbers, axis names) is only compared
+against what the storage holds; nothing is written and no file path is taken from a request.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import dash
+from dash import Input, Output, State, ctx, dcc, html, no_update
+from optuna.trial import FrozenTrial, TrialState
+
+from . import figures
+from .layout import architecture, card, table
+from .source import Snapshot, StudySource, format_value, load_details, objective_table, requirement_table
+
+GRAPH_CONFIG = {"displaylogo": False}
+ROBUSTNESS = ("ood", "adversarial", "explainability", "calibration")
+
+
+def _graph(id_: str, figure: Any) -> dcc.Graph:
+    return dcc.Graph(id=id_, figure=figure, config=GRAPH_CONFIG)
+
+
+def trial_option(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
+    tags = [trial.state.name.lower()]
+    if trial.number in snap.front:
+        tags.append("Pareto front")
+    if trial.state == TrialState.COMPLETE and not snap.feasible(trial):
+        tags.append("infeasible")
+    return {"label": f"#{trial.number} · {' · '.join(tags)} · {trial.user_attrs.get('spec_summary', '')}", "value": trial.number}
+
+
+def _badges(snap: Snapshot, trial: FrozenTrial) -> html.Div:
+    state = trial.state.name
+    badges = [html.Span(state.lower(), className="badge " + {"COMPLETE": "good", "FAIL": "bad"}.get(state, ""))]
+    if trial.number in snap.front:
+        badges.append(html.Span("on the Pareto front", className="badge good"))
+    if state == "COMPLETE":
+        feasible = snap.feasible(trial)
+        badges.append(html.Span("meets every requirement" if feasible else "fails a requirement",
+                                className="badge " + ("good" if feasible else "bad")))
+    return html.Div(badges)
+
+
+def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
+    """Drill-down of one trial: spec, recipe, curves, objectives, robustness details, requirements."""
+    attrs = trial.user_attrs
+    spec = attrs.get("spec") or {}
+    header: list[Any] = [_badges(snap, trial), html.P(attrs.get("spec_summary", ""), className="hint")]
+    if trial.state == TrialState.FAIL:
+        header.append(html.P(f"Failed: {attrs.get('fail_reason', 'no reason recorded')}", className="error"))
+    elif trial.state == TrialState.RUNNING:
+        header.append(html.P("Still running: objectives appear when its evaluation finishes.", className="hint"))
+    body: list[Any] = [card(f"Trial {trial.number}", *header)]
+    recipe = [{"setting": k, "value": v} for k, v in (attrs.get("recipe") or {}).items()]
+    body.append(html.Div([
+        card("Architecture", architecture(spec) if spec else html.P("not sampled yet", className="hint"),
+             html.H2("Training recipe", style={"marginTop": "14px"}), table(recipe)),
+        html.Div([
+            card("Objectives", table(objective_table(trial), ["objective", "value", "seconds"]),
+                 html.Details([html.Summary("every measured metric"),
+                               table([{"metric": k, "value": v} for k, v in (attrs.get("metrics") or {}).items()])]),
+                 hint=f"trained in {format_value(attrs.get('train_seconds'))} s on {attrs.get('device', '?')}"),
+            card("Requirements", table(requirement_table(trial)), id="requirements"),
+        ], className="side"),
+    ], className="grid"))
+    body.append(card("Learning curve", _graph("learning-graph", figures.learning_curve_figure([trial]))))
+    details, problem = load_details(snap, trial)
+    if problem:
+        body.append(card("Robustness details", html.P(problem, className="error")))
+    evaluated = attrs.get("objectives") or {}
+    if "ood" in details:
+        body.append(card("Out-of-distribution confidence", _graph("ood-graph", figures.ood_figure(details["ood"]))))
+    if "adversarial" in details:
+        num_classes = spec.get("num_classes") if isinstance(spec.get("num_classes"), int) else None
+        body.append(card("Adversarial robustness", _graph("eps-graph", figures.eps_figure([(f"trial {trial.number}", details["adversarial"])], num_classes))))
+    if "explainability" in details:
+        body.append(card("Explanations", _graph("attribution-graph", figures.attribution_figure(details["explainability"])),
+                         _graph("faithfulness-graph", figures.faithfulness_figure(details["explainability"]))))
+    if "calibration" in details:
+        body.append(card("Calibration", _graph("reliability-graph", figures.reliability_figure(details["calibration"]))))
+    skipped = [name for name, result in evaluated.items() if result.get("skipped")]
+    missing = [name for name in ROBUSTNESS if name not in evaluated and name not in details]
+    notes = []
+    if skipped:
+        notes.append(f"Skipped (a cheaper requirement had already failed): {', '.join(skipped)}.")
+    if trial.state == TrialState.COMPLETE and missing:
+        notes.append(f"Not measured in this study: {', '.join(missing)} (add [objectives.<name>] or a requirement on it).")
+    if notes:
+        body.append(html.Div([html.P(n, className="hint") for n in notes], className="card"))
+    return body
+
+
+def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
+    """2-4 trials side by side: objective radar/bars, every metric, specs, curves."""
+    if len(trials) < 2:
+        return [card("Compare", html.P("Pick two to four completed trials above.", className="hint"))]
+    metric_names = sorted({m for t in trials for m in (t.user_attrs.get("metrics") or {})})
+    rows = [{"": "spec", **{f"trial {t.number}": t.user_attrs.get("spec_summary", "") for t in trials}}]
+    rows.append({"": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}})
+    for metric in metric_names:
+        rows.append({"": metric, **{f"trial {t.number}": (t.user_attrs.get("metrics") or {}).get(metric) for t in trials}})
+    specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(t.user_attrs.get("spec") or {})], style={"marginBottom": "8px"})
+                      for t in trials])
+    curves = []
+    for trial in trials:
+        details, _ = load_details(snap, trial)
+        curves.append((f"trial {trial.number}", details.get("adversarial") or {}))
+    body = [
+        card("Objectives", _graph("compare-graph", figures.compare_figure(snap, trials))),
+        card("Metrics side by side", table(rows)),
+        card("Architectures", specs),
+        card("Learning curves", _graph("compare-learning-graph", figures.learning_curve_figure(trials))),
+    ]
+    if any(adv.get("eps_curve") for _, adv in curves):
+        body.append(card("Accuracy under attack", _graph("compare-eps-graph", figures.eps_figure(curves))))
+    return body
+
+
+def _study_error(name: Any) -> str:
+    return "pick a study in the header" if not name else f"study '{name}' is no longer in this storage"
+
+
+def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) -> None:
+    """Wire the page to ``source``; ``export(snapshot, trial) -> (filename, bytes)`` backs the export button."""
+
+    @app.callback(Output("signature", "data"), Output("status", "children"), Output("study", "options"),
+                  Input("tick", "n_intervals"), Input("study", "value"), State("signature", "data"))
+    def poll(_tick: Any, study_name: Any, previous: Any):
+        names = source.names()
+        snap = source.snapshot(study_name)
+        now = datetime.datetime.now().strftime("%H:%M:%S")
+        if snap is None:
+            return None, f"{_study_error(study_name)} · checked {now}", names
+        signature = snap.signature()
+        status = f"{snap.counts_text()} · live, checked {now}"
+        return (no_update if signature == previous else signature), status, names
+
+    @app.callback(Output("study-table", "children"), Input("signature", "data"), Input("tick", "n_intervals"))
+    def studies(_signature: Any, tick: Any):
+        if ctx.triggered_id == "tick" and tick and tick % 6:
+            return no_update  # the overview reloads every study: every sixth tick is plenty
+        return table(source.study_rows(), ["study", "trials", "objectives", "best", "started"])
+
+    @app.callback(Output("x-axis", "options"), Output("x-axis", "value"), Output("y-axis", "options"), Output("y-axis", "value"),
+                  Output("z-axis", "options"), Output("z-axis", "value"),
+                  Input("signature", "data"), State("study", "value"), State("x-axis", "value"), State("y-axis", "value"), State("z-axis", "value"))
+    def axes(_signature: Any, study_name: Any, x: Any, y: Any, z: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return [], None, [], None, [], None
+        keys = figures.axis_options(snap)
+        options = [{"label": figures.axis_label(snap, k), "value": k} for k in keys]
+        x = x if x in keys else keys[0]
+        y = y if y in keys else keys[min(1, len(keys) - 1)]
+        z = z if z in keys else None
+        return options, x, options, y, options, z
+
+    @app.callback(Output("pareto-graph", "figure"), Output("parallel-graph", "figure"), Output("hv-graph", "figure"), Output("hv-text", "children"),
+                  Input("signature", "data"), Input("x-axis", "value"), Input("y-axis", "value"), Input("z-axis", "value"), Input("show", "value"),
+                  State("study", "value"))
+    def explorer(_signature: Any, x: Any, y: Any, z: Any, show: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            blank = figures.message_figure(_study_error(study_name))
+            return blank, blank, blank, ""
+        keys = figures.axis_options(snap)
+        x = x if x in keys else (keys[0] if keys else None)
+        y = y if y in keys else (keys[min(1, len(keys) - 1)] if keys else None)
+        z = z if z in keys else None
+        scatter = figures.pareto_figure(snap, x, y, z, show=[s for s in (show or []) if s in ("dominated", "infeasible")]) if x else \
+            figures.message_figure("no objective values yet", height=460)
+        scatter.update_layout(uirevision=f"{snap.study_name}|{x}|{y}|{z}")  # keep the user's zoom across live refreshes
+        hv_figure, hv_text = figures.hypervolume_figure(snap)
+        return scatter, figures.parallel_figure(snap), hv_figure, hv_text
+
+    @app.callback(Output("trial", "options"), Output("trial", "value"), Output("compare-trials", "options"), Output("compare-trials", "value"),
+                  Output("tabs", "value"),
+                  Input("signature", "data"), Input("pareto-graph", "clickData"),
+                  State("study", "value"), State("trial", "value"), State("compare-trials", "value"))
+    def pick(_signature: Any, click: Any, study_name: Any, current: Any, compared: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return [], None, [], [], no_update
+        options = [trial_option(snap, t) for t in snap.trials]
+        numbers = {t.number for t in snap.trials}
+        front = sorted(snap.front)
+        if ctx.triggered_id == "pareto-graph" and click:
+            points = click.get("points") or [{}]
+            clicked = points[0].get("customdata")
+            if isinstance(clicked, list):
+                clicked = clicked[0] if clicked else None
+            if clicked in numbers:
+                return options, clicked, no_update, no_update, "trial"
+        value = current if current in numbers else (front[0] if front else (snap.trials[-1].number if snap.trials else None))
+        complete = [o for o in options if snap.trial(o["value"]).state == TrialState.COMPLETE]
+        kept = [n for n in (compared or []) if n in {o["value"] for o in complete}][:4]
+        if not kept:  # start with the two first front trials (topped up with other completed ones)
+            kept = (front + [o["value"] for o in complete if o["value"] not in front])[:2]
+        return options, value, complete, kept, no_update
+
+    @app.callback(Output("trial-body", "children"), Input("trial", "value"), Input("signature", "data"), State("study", "value"))
+    def drill_down(number: Any, _signature: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return [card("Trial", html.P(_study_error(study_name), className="hint"))]
+        trial = snap.trial(number)
+        if trial is None:
+            return [card("Trial", html.P("No trial picked: choose one above or click a point in the Pareto explorer.", className="hint"))]
+        return trial_body(snap, trial)
+
+    @app.callback(Output("compare-body", "children"), Input("compare-trials", "value"), Input("signature", "data"), State("study", "value"))
+    def compare(numbers: Any, _signature: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return [card("Compare", html.P(_study_error(study_name), className="hint"))]
+        picked = [snap.trial(n) for n in (numbers or [])[:4]]
+        return compare_body(snap, [t for t in picked if t is not None and t.state == TrialState.COMPLETE])
+
+    @app.callback(Output("export-download", "data"), Output("export-status", "children"),
+                  Input("export-button", "n_clicks"), State("trial", "value"), State("study", "value"), prevent_initial_call=True)
+    def export_trial(_clicks: Any, number: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        trial = snap.trial(number) if snap else None
+        if trial is None or trial.state != TrialState.COMPLETE:
+            return no_update, "Pick a completed trial to export."
+        if export is None:
+            return no_update, "Export is not available in this installation (nas.export is missing)."
+        try:
+            filename, payload = export(snap, trial)
+        except Exception as error:  # shown in the page; the dashboard keeps serving
+            return no_update, f"Export failed: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        return dcc.send_bytes(payload, filename), f"Exported trial {trial.number} as {filename}."

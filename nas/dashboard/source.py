@@ -1,0 +1,334 @@
+"""A read-only view of a live study, shared by ``nas dashboard`` and ``nas report``.
+
+Nothing here writes to the storage or the artifact store, and no file path ever comes from a request:
+the artifact folder is the study's own ``artifacts`` attribute and artifact ids come from trial attributes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import download_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.trial import FrozenTrial, TrialState
+
+from ..errors import UsageError
+from ..pareto import front_trials, is_feasible, objective_names
+from ..storage import default_artifact_dir, mask_url, open_artifact_store, open_storage
+
+ARROWS = {"maximize": "↑", "minimize": "↓"}
+_ARTIFACT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+
+
+def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open ``url`` to read: an SQLite or journal URL must name an existing file, and no heartbeat
+    thread runs (a reader must never mark a running trial stale)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix):])
+            if not path.is_file():
+                raise UsageError(
+                    f"storage {mask_url(url)}: no such file '{path}'; pass the --storage URL that 'nas search' used, "
+                    "e.g. --storage sqlite:///runs/nas.db"
+                )
+    return open_storage(url, heartbeat_interval=None)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def check_study_name(storage: optuna.storages.BaseStorage, storage_url: str, study_name: str | None) -> list[str]:
+    """The studies in the storage; raises a one-line :class:`UsageError` when ``study_name`` is not among them."""
+    names = study_names(storage)
+    if study_name is not None and study_name not in names:
+        raise UsageError(
+            f"no study named '{study_name}' in {mask_url(storage_url)}; studies there: {', '.join(names) or 'none'} "
+            "(pass one of them as --study-name)"
+        )
+    return names
+
+
+def open_study(storage_url: str, study_name: str | None) -> optuna.Study:
+    """Load an existing study read-only; without a name the storage must hold exactly one study."""
+    storage = open_existing_storage(storage_url)
+    names = check_study_name(storage, storage_url, study_name)
+    if study_name is None:
+        if len(names) != 1:
+            raise UsageError(f"--study-name is required; studies in {mask_url(storage_url)}: {', '.join(names) or 'none'}")
+        study_name = names[0]
+    return optuna.load_study(study_name=study_name, storage=storage)
+
+
+def _direction(direction: optuna.study.StudyDirection) -> str:
+    return "maximize" if direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+
+
+@dataclass
+class Snapshot:
+    """One read of a study; every figure and table of one page is drawn from the same snapshot."""
+
+    study: optuna.Study
+    storage_url: str
+    names: list[str]
+    directions: list[str]
+    trials: list[FrozenTrial]
+    front: frozenset[int]
+    front_feasible: bool
+    artifact_location: str | None
+
+    @classmethod
+    def take(cls, study: optuna.Study, storage_url: str) -> "Snapshot":
+        trials = study.get_trials(deepcopy=False)
+        completed = {t.number for t in trials if t.state == TrialState.COMPLETE}
+        front, feasible = front_trials(study) if completed else ([], True)
+        return cls(
+            study=study,
+            storage_url=storage_url,
+            names=list(objective_names(study)),
+            directions=[_direction(d) for d in study.directions],
+            trials=trials,
+            front=frozenset(t.number for t in front if t.number in completed),
+            front_feasible=feasible,
+            artifact_location=_artifact_location(study, storage_url),
+        )
+
+    @property
+    def study_name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def completed(self) -> list[FrozenTrial]:
+        return [t for t in self.trials if t.state == TrialState.COMPLETE and t.values]
+
+    def trial(self, number: Any) -> FrozenTrial | None:
+        """The trial with this number, or None (``number`` may come from a request: it is only compared)."""
+        try:
+            number = int(number)
+        except (TypeError, ValueError):
+            return None
+        return next((t for t in self.trials if t.number == number), None)
+
+    def counts(self) -> dict[str, int]:
+        tally = {state.name: 0 for state in TrialState}
+        for trial in self.trials:
+            tally[trial.state.name] += 1
+        return tally
+
+    def counts_text(self) -> str:
+        tally = {state.lower(): n for state, n in self.counts().items() if n}
+        return ", ".join(f"{n} {state}" for state, n in tally.items()) or "no trials yet"
+
+    def signature(self) -> str:
+        """Changes whenever a trial is added, changes state or logs another epoch (drives the live refresh)."""
+        parts = [(t.number, t.state.name, len(t.user_attrs.get("history", ()))) for t in self.trials]
+        return hashlib.sha1(json.dumps([self.study_name, parts]).encode()).hexdigest()[:16]
+
+    def label(self, index: int) -> str:
+        return f"{self.names[index]} {ARROWS[self.directions[index]]}"
+
+    def feasible(self, trial: FrozenTrial) -> bool:
+        return is_feasible(trial) and trial.user_attrs.get("feasible", True) is not False
+
+    def best_values(self) -> dict[str, float]:
+        """Best value of each objective over completed trials (each objective on its own)."""
+        best: dict[str, float] = {}
+        for index, name in enumerate(self.names):
+            values = [t.values[index] for t in self.completed]
+            if values:
+                best[name] = max(values) if self.directions[index] == "maximize" else min(values)
+        return best
+
+    def reference_point(self) -> list[float] | None:
+        """Hypervolume reference point: per objective the worst value among feasible completed trials,
+        pushed 10% of the observed range further (10% of |value| when all agree) so every front trial adds volume."""
+        trials = [t for t in self.completed if self.feasible(t)] or self.completed
+        if not trials or len(self.names) < 2:
+            return None
+        point = []
+        for index, direction in enumerate(self.directions):
+            values = [t.values[index] for t in trials]
+            low, high = min(values), max(values)
+            margin = 0.1 * (high - low) or 0.1 * abs(high) or 0.1
+            point.append(low - margin if direction == "maximize" else high + margin)
+        return point
+
+    def ideal_point(self) -> list[float] | None:
+        trials = [t for t in self.completed if self.feasible(t)] or self.completed
+        if not trials:
+            return None
+        pick = {"maximize": max, "minimize": min}
+        return [pick[d](t.values[i] for t in trials) for i, d in enumerate(self.directions)]
+
+
+def _artifact_location(study: optuna.Study, storage_url: str) -> str | None:
+    """The study's artifact store: ``s3://...`` as recorded, or its folder if that exists here
+    (else the default folder beside the storage file)."""
+    recorded = study.user_attrs.get("artifacts")
+    if isinstance(recorded, str) and recorded.startswith("s3:"):
+        return recorded
+    for candidate in (recorded, default_artifact_dir(storage_url)):
+        if candidate and Path(candidate).is_dir():
+            return str(Path(candidate).resolve())
+    return None
+
+
+class StudySource:
+    """Loads snapshots of the studies in one storage, briefly cached so the callbacks of one refresh share a read."""
+
+    def __init__(self, storage_url: str, max_age: float = 1.0) -> None:
+        self.storage_url = storage_url
+        self.storage = open_existing_storage(storage_url)
+        self.max_age = max_age
+        self._cache: dict[str, tuple[float, Snapshot]] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return study_names(self.storage)
+
+    def snapshot(self, study_name: Any) -> Snapshot | None:
+        """A fresh (at most ``max_age`` seconds old) snapshot, or None when no such study exists."""
+        if not isinstance(study_name, str):
+            return None
+        with self._lock:
+            cached = self._cache.get(study_name)
+            if cached and time.monotonic() - cached[0] < self.max_age:
+                return cached[1]
+            if study_name not in self.names():
+                return None
+            study = optuna.load_study(study_name=study_name, storage=self.storage)
+            snap = Snapshot.take(study, self.storage_url)
+            self._cache[study_name] = (time.monotonic(), snap)
+            return snap
+
+    def study_rows(self) -> list[dict[str, Any]]:
+        """One row per study: trials by state, objectives with directions, best values, start time."""
+        rows = []
+        for summary in optuna.get_all_study_summaries(self.storage, include_best_trial=False):
+            snap = self.snapshot(summary.study_name)
+            if snap is None:
+                continue
+            best = snap.best_values()
+            rows.append({
+                "study": snap.study_name,
+                "trials": snap.counts_text(),
+                "objectives": ", ".join(snap.label(i) for i in range(len(snap.names))),
+                "best": ", ".join(f"{name} {format_value(value)}" for name, value in best.items()) or "-",
+                "started": summary.datetime_start.strftime("%Y-%m-%d %H:%M") if summary.datetime_start else "-",
+            })
+        return rows
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3g}"
+    return str(value)
+
+
+# ------------------------------------------------------------------------------------------- details
+def load_details(snap: Snapshot, trial: FrozenTrial) -> tuple[dict[str, Any], str | None]:
+    """The trial's ``details.json`` (``{objective: details}``) and, when it cannot be read, why not."""
+    artifact_id = trial.user_attrs.get("details_artifact")
+    if not artifact_id:
+        return {}, None if trial.state != TrialState.COMPLETE else "this trial stored no evaluation details"
+    if not isinstance(artifact_id, str) or not _ARTIFACT_ID.match(artifact_id):
+        return {}, "the trial's details_artifact id is malformed"
+    if snap.artifact_location is None:
+        return {}, (f"artifact folder '{snap.study.user_attrs.get('artifacts', '?')}' not found; "
+                    "start the dashboard from the folder where 'nas search' ran")
+    try:
+        return _read_details(snap.artifact_location, artifact_id), None
+    except (OSError, ValueError, ArtifactNotFound, ImportError) as error:  # S3 client errors are OSErrors too
+        return {}, f"details artifact {artifact_id} could not be read ({type(error).__name__})"
+
+
+@lru_cache(maxsize=256)
+def _read_details(location: str, artifact_id: str) -> dict[str, Any]:
+    """Artifacts never change once written, so a read is cached by id (errors are not cached)."""
+    store = open_artifact_store(location)  # an existing folder or s3://: nothing is created
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "details.json"
+        download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
+        details = json.loads(path.read_text())
+    if not isinstance(details, dict):
+        raise ValueError("details.json is not a JSON object")
+    return details
+
+
+# --------------------------------------------------------------------------------- plain-data views
+def trial_row(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
+    """Number, objective values, feasibility, front membership and spec summary of one completed trial."""
+    row: dict[str, Any] = {"trial": trial.number}
+    row.update({name: value for name, value in zip(snap.names, trial.values or ())})
+    row["feasible"] = snap.feasible(trial)
+    row["front"] = trial.number in snap.front
+    row["spec"] = trial.user_attrs.get("spec_summary", "")
+    return row
+
+
+def objective_table(trial: FrozenTrial) -> list[dict[str, Any]]:
+    """Each evaluated objective: value, seconds spent, and whether it was skipped (staged evaluation)."""
+    rows = []
+    for name, result in (trial.user_attrs.get("objectives") or {}).items():
+        rows.append({
+            "objective": name,
+            "value": "skipped (a requirement already failed)" if result.get("skipped") else format_value(result.get("value")),
+            "seconds": format_value(result.get("seconds")),
+        })
+    return rows
+
+
+def requirement_table(trial: FrozenTrial) -> list[dict[str, Any]]:
+    """Each requirement: bound, measured value and PASS / FAIL / not evaluated."""
+    rows = []
+    for metric, row in (trial.user_attrs.get("requirements") or {}).items():
+        bound = " and ".join(f"{'≥' if side == 'min' else '≤'} {format_value(row[side])}" for side in ("min", "max") if side in row)
+        verdict = {True: "PASS", False: "FAIL", None: "not evaluated"}[row.get("pass")]
+        rows.append({"requirement": metric, "bound": bound, "value": format_value(row.get("value")), "result": verdict})
+    return rows
+
+
+def architecture_layers(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    """The spec as ``(layer, detail)`` boxes read left to right, for the drawn architecture."""
+    if not isinstance(spec, dict):
+        return []
+    shape = spec.get("input_shape", [])
+    layers = [("input", "×".join(map(str, shape))), ("normalize", "per channel")]
+    activation = spec.get("activation", "")
+    bn = " + BN" if spec.get("batch_norm") else ""
+    if spec.get("space") == "cnn":
+        card = spec.get("cardinality", 1)
+        for i, block in enumerate(spec.get("blocks", [])):
+            kind = f"ResNeXt block, {card} groups" if card > 1 else "conv"
+            pool = "" if block.get("pool") == "none" else f", {block.get('pool')} pool"
+            layers.append((f"block {i + 1}", f"{kind} {block.get('kernel')}×{block.get('kernel')}, {block.get('channels')} ch{bn}, {activation}{pool}"))
+        head = f"dropout {spec.get('dropout', 0)}"
+        if spec.get("hidden"):
+            head += f", linear {spec['hidden']}, {activation}"
+        layers.append(("head", head))
+    elif spec.get("space") == "mlp":
+        for i, width in enumerate(spec.get("hidden", [])):
+            layers.append((f"layer {i + 1}", f"linear {width}{bn}, {activation}, dropout {spec.get('dropout', 0)}"))
+    else:
+        skip = {"space", "input_shape", "num_classes", "normalize", "ensemble"}
+        layers += [(key, json.dumps(value)) for key, value in spec.items() if key not in skip]
+    layers.append(("output", f"linear {spec.get('num_classes', '?')} classes"))
+    if spec.get("ensemble", 1) > 1:
+        layers.append(("ensemble", f"× {spec['ensemble']} members, averaged softmax"))
+    return layers

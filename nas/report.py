@@ -1,0 +1,175 @@
+"""``nas report``: one self-contained HTML file for people who will not run the tool.
+
+It holds the study summary, the Pareto explorer plots, the front as a table and a robustness summary
+of each front trial, drawn with the dashboard's own figure functions. plotly.js is embedded, so the
+file opens offline.
+
+Example::
+
+    study = open_study("sqlite:///runs/nas.db", "fm1")
+    write_report(Snapshot.take(study, "sqlite:///runs/nas.db"), Path("report.html"))
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import html
+import itertools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .dashboard.source import (
+    Snapshot, architecture_layers, format_value, load_details, open_study, requirement_table, trial_row,
+)
+from .errors import UsageError
+from .storage import mask_url
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+
+MAX_FRONT_TRIALS = 12
+MAX_PAIRS = 6
+
+
+class _Page:
+    """Collects HTML parts; figures get stable ids so the same study gives the same file."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.figures = 0
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def figure(self, figure: go.Figure) -> None:
+        self.figures += 1
+        height = figure.layout.height or 450
+        self.parts.append(figure.to_html(full_html=False, include_plotlyjs=False, div_id=f"figure-{self.figures}",
+                                         default_height=f"{height}px", config={"displaylogo": False}))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return '<p class="hint">none</p>'
+    columns = columns or list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = []
+    for row in rows:
+        cells = []
+        for column in columns:
+            text = format_value(row.get(column))
+            css = f' class="{text}"' if text in ("PASS", "FAIL") else ""
+            cells.append(f"<td{css}>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _architecture(spec: dict[str, Any]) -> str:
+    boxes = [f'<div class="layer"><b>{html.escape(name)}</b>{html.escape(detail)}</div>' for name, detail in architecture_layers(spec)]
+    return '<div class="arch">' + '<span class="arrow">→</span>'.join(boxes) + "</div>"
+
+
+def _summary(snap: Snapshot) -> list[dict[str, Any]]:
+    config = snap.study.user_attrs.get("config") or {}
+    data, space, study = config.get("data", {}), config.get("space", {}), config.get("study", {})
+    requirements = config.get("requirements", {})
+    rows = [
+        ("study", snap.study_name), ("storage", mask_url(snap.storage_url)), ("trials", snap.counts_text()),
+        ("objectives", ", ".join(snap.label(i) for i in range(len(snap.names)))),
+        ("requirements", ", ".join(f"{m} {' and '.join(('≥ ' if k == 'min' else '≤ ') + format_value(v) for k, v in b.items())}"
+                                   for m, b in requirements.items()) or "none"),
+        ("data", f"{data.get('name', '?')} (train {data.get('train_size') or 'all'}, validation {data.get('val_size') or 'all'})" if data else "?"),
+        ("search space", space.get("name", "?")), ("sampler", study.get("sampler", "?")),
+        ("report written", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
+    ]
+    return [{"": key, "value": value} for key, value in rows]
+
+
+def _front_section(page: _Page, snap: Snapshot, trials: list[Any]) -> None:
+    from .dashboard import figures
+    for trial in trials:
+        attrs = trial.user_attrs
+        feasible = snap.feasible(trial)
+        verdict = '<span class="badge good">meets every requirement</span>' if feasible else '<span class="badge bad">fails a requirement</span>'
+        page.add(f'<div class="card" id="trial-{trial.number}"><h2>Trial {trial.number}: {html.escape(attrs.get("spec_summary", ""))}</h2>{verdict}')
+        page.add(_architecture(attrs.get("spec") or {}))
+        metrics = [{"metric": k, "value": v} for k, v in (attrs.get("metrics") or {}).items()]
+        page.add('<div class="grid"><div><h3>Measured on the validation split</h3>' + _table(metrics) + "</div>"
+                 "<div><h3>Requirements</h3>" + _table(requirement_table(trial)) + "</div></div>")
+        details, problem = load_details(snap, trial)
+        if problem:
+            page.add(f'<p class="error">{html.escape(problem)}</p>')
+        if "ood" in details:
+            page.figure(figures.ood_figure(details["ood"]))
+        if "adversarial" in details:
+            num_classes = (attrs.get("spec") or {}).get("num_classes")
+            page.figure(figures.eps_figure([(f"trial {trial.number}", details["adversarial"])], num_classes if isinstance(num_classes, int) else None))
+        if "calibration" in details:
+            page.figure(figures.reliability_figure(details["calibration"]))
+        page.add("</div>")
+
+
+def build_report(snap: Snapshot) -> str:
+    """The whole report as one HTML string (plotly.js inlined)."""
+    from plotly.offline import get_plotlyjs  # plotting libraries load only when a report is written
+
+    from .dashboard import figures
+    from .dashboard.layout import STYLE
+    page = _Page()
+    page.add(f'<div class="header"><h1>Robust NAS report: study {html.escape(snap.study_name)}</h1></div><div class="page">')
+    page.add('<div class="card"><h2>Study</h2>' + _table(_summary(snap)) + "</div>")
+    page.add('<div class="card"><h2>Pareto explorer</h2><p class="hint">Each point is a trained model. Blue points are the '
+             "Pareto front: no other feasible model is at least as good on every objective. Red crosses fail a requirement. "
+             "Hover a point for its architecture and values.</p>")
+    pairs = list(itertools.combinations(snap.names, 2))[:MAX_PAIRS]
+    if not snap.completed or not pairs:
+        why = f"no completed trial yet ({snap.counts_text()})" if not snap.completed else "one objective only: there is no trade-off to plot"
+        page.add(f'<p class="hint">{html.escape(why)}</p>')
+    else:
+        for x, y in pairs:
+            page.figure(figures.pareto_figure(snap, x, y).update_layout(title_text=f"{figures.axis_label(snap, y)} against {figures.axis_label(snap, x)}"))
+        if len(snap.names) == 3:
+            page.figure(figures.pareto_figure(snap, *snap.names).update_layout(title_text="All three objectives"))
+    page.figure(figures.parallel_figure(snap))
+    hypervolume, reference = figures.hypervolume_figure(snap)
+    page.figure(hypervolume)
+    page.add(f'<p class="hint">{html.escape(reference)}</p></div>')
+
+    front = sorted((t for t in snap.completed if t.number in snap.front), key=lambda t: t.number)
+    note = "" if snap.front_feasible else " No trial meets every requirement, so these are the best trade-offs among infeasible trials."
+    page.add(f'<div class="card"><h2>Pareto front ({len(front)} trials)</h2><p class="hint">Trials no other feasible trial beats on every objective.{note}</p>')
+    page.add(_table([trial_row(snap, t) for t in front], ["trial", *snap.names, "feasible", "spec"]) + "</div>")
+    if len(front) > MAX_FRONT_TRIALS:
+        page.add(f'<p class="hint">Robustness summaries of the first {MAX_FRONT_TRIALS} front trials follow; open the dashboard for the rest.</p>')
+    _front_section(page, snap, front[:MAX_FRONT_TRIALS])
+    page.add("</div>")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Robust NAS report: {html.escape(snap.study_name)}</title>"
+            f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>{''.join(page.parts)}</body></html>\n")
+
+
+def write_report(snap: Snapshot, out: Path) -> Path:
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; pass a file name such as {out / 'report.html'}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(build_report(snap), encoding="utf-8")
+    return out
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    study = open_study(args.storage, args.study_name)
+    out = Path(args.out or f"{study.study_name}-report.html")
+    write_report(Snapshot.take(study, args.storage), out)
+    print(f"report on study '{study.study_name}' written to {out} (self-contained; open it in any browser)")
+    return 0
+
+
+def register_command(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "report", help="write one self-contained HTML report of a study (Pareto plots, front table, robustness per front trial)",
+        description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as a "
+                    "table and each front trial's robustness summary. It opens without network access.",
+    )
+    parser.add_argument("--storage", required=True, help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
+    parser.add_argument("--study-name", help="study to report on (optional when the storage holds exactly one study)")
+    parser.add_argument("--out", help="HTML file to write (default: <study>-report.html)")
+    parser.set_defaults(handler=_cmd_report)
