@@ -87,6 +87,20 @@ def _heartbeat_kwargs(interval: int | None) -> dict[str, Any]:
     return {"heartbeat_interval": int(interval), "grace_period": MISSED_HEARTBEATS * int(interval), name: retry_trial}
 
 
+class _RDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDB storage whose heartbeat thread outlives a database blip: a missed beat is skipped.
+
+    (Optuna's thread dies on the first error, and the trial would later be failed as stale while it runs.)
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as error:
+            if not is_connection_error(error):
+                raise
+
+
 def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
     """An RDB storage for ``sqlite:///``/``postgresql://``..., a journal file for ``journal:PATH``.
 
@@ -108,7 +122,7 @@ def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat_interval))
+            return _RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat_interval))
     except Exception as error:  # sqlalchemy/driver errors: one line, no password
         raise UsageError(f"cannot open storage {mask_url(url)}: {describe_error(error, url)}; check the URL, the password and that the server is running") from None
 

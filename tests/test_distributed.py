@@ -1,0 +1,289 @@
+"""Distributed search on a real PostgreSQL server: several `nas worker` processes, kill -9, lost connections.
+
+The server is started for this module from a temporary directory with the Debian binaries
+(`dpkg -L postgresql-NN`), as the `postgres` system user when the tests run as root (initdb refuses
+root), listening on 127.0.0.1 only, on a free port. User `postgres` has trust auth; user `nas` needs
+its password, so masking and wrong-password handling are tested for real.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import run_nas
+
+PASSWORD = "s3cret-Pw-91"
+CONFIG = """
+[study]
+name = "{name}"
+sampler = "random"
+n_trials = {n_trials}
+seed = 0
+artifacts = "{artifacts}"
+[data]
+name = "digits"
+train_size = 300
+val_size = 100
+[space]
+name = "{space}"
+{space_table}
+[training]
+epochs = {epochs}
+batch_size = 32
+lr = {{ low = 1e-3, high = 1e-2, log = true }}
+[objectives.accuracy]
+[objectives.params]
+"""
+FAST_SPACE = ("mlp", "depth = { low = 1, high = 2 }\nwidth = [16, 32]\nensemble = 1")
+SLOW_SPACE = ("cnn", "depth = 2\nchannels = [16]\nensemble = 1")
+
+
+def postgres_bin() -> Path | None:
+    """The folder holding initdb/pg_ctl, found through dpkg (Debian/Ubuntu) or PATH."""
+    packages = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n", "postgresql-[0-9]*"], capture_output=True, text=True) \
+        if shutil.which("dpkg-query") else None
+    for package in sorted((packages.stdout.split() if packages else []), reverse=True):
+        files = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True).stdout.splitlines()
+        for path in files:
+            if path.endswith("/bin/pg_ctl") and Path(path).with_name("initdb").exists():
+                return Path(path).parent
+    found = shutil.which("pg_ctl")
+    return Path(found).parent if found and Path(found).with_name("initdb").exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class TemporaryPostgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 with a password-protected user ``nas`` and database ``nas``."""
+
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
+        self.bin_dir, self.durable = bin_dir, durable
+        self.root = Path(tempfile.mkdtemp(prefix="nas-pg-"))  # not under pytest's 0700 tree: postgres must reach it
+        self.root.chmod(0o755)
+        self.port = free_port()
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://nas:{PASSWORD}@127.0.0.1:{self.port}/nas"
+
+    def _run(self, *command: str) -> None:
+        result = subprocess.run([*self.prefix, *command], capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            log = self.root / "server.log"
+            raise RuntimeError(f"{command[0]} failed: {result.stderr}{log.read_text() if log.exists() else ''}")
+
+    def create(self) -> "TemporaryPostgres":
+        self._run(str(self.bin_dir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        (self.root / "data" / "pg_hba.conf").write_text(
+            "local all all trust\nhost all nas 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n"
+        )
+        self.start()
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE nas LOGIN PASSWORD '{PASSWORD}'")
+            admin.execute("CREATE DATABASE nas OWNER nas")
+        return self
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} -c max_connections=60"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"), "-w", "-t", "60",
+                  "-o", options, "start")
+
+    def stop(self) -> None:
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def connections(self) -> int:
+        """Open connections from nas processes (their application_name is 'nas')."""
+        import psycopg
+
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as admin:
+            return admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'nas'").fetchone()[0]
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except RuntimeError:
+            pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql")
+    server = TemporaryPostgres(bin_dir).create()
+    yield server
+    server.destroy()
+
+
+def write_config(workdir: Path, name: str, n_trials: int, slow: bool = False) -> Path:
+    space, table = SLOW_SPACE if slow else FAST_SPACE
+    path = workdir / f"{name}.toml"
+    path.write_text(CONFIG.format(name=name, n_trials=n_trials, artifacts=workdir / "shared-artifacts", space=space,
+                                  space_table=table, epochs=12 if slow else 1))
+    return path
+
+
+def start_worker(workdir: Path, url: str, study: str, *options: str) -> subprocess.Popen:
+    """``nas worker`` with the URL in NAS_STORAGE (as `nas search --workers` passes it)."""
+    env = {**os.environ, "NAS_STORAGE": url, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nas", "worker", "--study-name", study, "--threads", "1", *options],
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def load(url: str, name: str) -> optuna.Study:
+    from nas.storage import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
+
+
+def create_study(workdir: Path, url: str, name: str, n_trials: int, slow: bool = False) -> None:
+    config = write_config(workdir, name, n_trials, slow)
+    created = run_nas("search", str(config), "--storage", url, "--n-trials", "0", cwd=workdir)
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert PASSWORD not in created.stdout + created.stderr and "nas:***@" in created.stdout
+
+
+def assert_exact(study: optuna.Study, n_trials: int) -> list[optuna.trial.FrozenTrial]:
+    """Exactly n COMPLETE trials, nothing left RUNNING/WAITING, each complete one fully recorded and distinct."""
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == n_trials, [(t.number, t.state.name) for t in trials]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for trial in complete:
+        for key in ("spec", "recipe", "objectives", "metrics", "weights_artifact", "worker"):
+            assert key in trial.user_attrs, (trial.number, key)
+        assert set(trial.user_attrs["objectives"]) == {"accuracy", "params"}
+        assert len(trial.values) == 2
+    assert len({t.user_attrs["weights_artifact"] for t in complete}) == n_trials
+    assert len({t.user_attrs["seed"] for t in complete}) == n_trials
+    # A trial stood down only because the target was already covered: never one that trained.
+    for trial in trials:
+        if trial.state == TrialState.PRUNED:
+            assert trial.user_attrs.get("surplus") and "history" not in trial.user_attrs
+    return complete
+
+
+def wait_all(processes: list[subprocess.Popen], timeout: float = 300) -> list[str]:
+    outputs = []
+    for process in processes:
+        out, _ = process.communicate(timeout=timeout)
+        outputs.append(out)
+        assert process.returncode == 0, out
+    return outputs
+
+
+def test_four_workers_reach_exactly_n_complete_trials(postgres, tmp_path):
+    create_study(tmp_path, postgres.url, "four", n_trials=8)
+    study = load(postgres.url, "four")
+    assert study.user_attrs["config"]["study"]["storage"] == postgres.url.replace(PASSWORD, "***")
+    ours = postgres.connections()  # this test process's own pool
+    workers = [start_worker(tmp_path, postgres.url, "four") for _ in range(4)]
+    peak = 0
+    while any(w.poll() is None for w in workers):
+        peak = max(peak, postgres.connections())
+        time.sleep(0.2)
+    outputs = wait_all(workers)
+    complete = assert_exact(load(postgres.url, "four"), 8)
+    assert len({t.user_attrs["worker"] for t in complete}) >= 2, "the trials must be shared between the workers"
+    # The pool caps each worker at 2 connections (main thread + heartbeat thread).
+    assert 1 <= peak - ours <= 2 * 4, (peak, ours)
+    assert all(PASSWORD not in out for out in outputs)
+    assert all("nas:***@127.0.0.1" in out for out in outputs)
+    artifacts = list((tmp_path / "shared-artifacts").iterdir())
+    assert len(artifacts) >= 2 * 8  # weights and details of every COMPLETE trial in the shared store
+    status = run_nas("status", "--storage", postgres.url, "--study-name", "four", cwd=tmp_path)
+    assert status.returncode == 0 and "8 COMPLETE" in status.stdout and PASSWORD not in status.stdout
+
+
+def _running_trial_of(url: str, name: str, pid: int, min_epochs: int = 1) -> optuna.trial.FrozenTrial | None:
+    for trial in load(url, name).get_trials(states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker", "").endswith(f":{pid}") and len(trial.user_attrs.get("history", [])) >= min_epochs:
+            return trial
+    return None
+
+
+def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(postgres, tmp_path):
+    create_study(tmp_path, postgres.url, "kill", n_trials=3, slow=True)
+    victim = start_worker(tmp_path, postgres.url, "kill", "--heartbeat", "1")
+    survivor = start_worker(tmp_path, postgres.url, "kill", "--heartbeat", "1")
+    deadline = time.monotonic() + 180
+    dead = None
+    while dead is None and time.monotonic() < deadline and victim.poll() is None:
+        dead = _running_trial_of(postgres.url, "kill", victim.pid)
+        time.sleep(0.1)
+    assert dead is not None, "the victim never ran a trial"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    wait_all([survivor])
+    study = load(postgres.url, "kill")
+    assert_exact(study, 3)
+    failed = study.trials[dead.number]
+    assert failed.state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retries) == 1 and retries[0].params == dead.params
+    assert retries[0].state == TrialState.COMPLETE
+
+
+def test_worker_rides_out_a_database_restart_then_gives_up_on_a_dead_one(postgres, tmp_path):
+    create_study(tmp_path, postgres.url, "restart", n_trials=3, slow=True)
+    worker = start_worker(tmp_path, postgres.url, "restart", "--heartbeat", "1", "--retry-for", "120")
+    deadline = time.monotonic() + 180
+    while _running_trial_of(postgres.url, "restart", worker.pid) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    postgres.stop()
+    time.sleep(3)
+    postgres.start()
+    output = wait_all([worker])[0]
+    assert "unreachable" in output and PASSWORD not in output
+    assert_exact(load(postgres.url, "restart"), 3)
+
+    # A database that stays away: bounded retries, then one clear line and exit code 3.
+    create_study(tmp_path, postgres.url, "gone", n_trials=3, slow=True)
+    worker = start_worker(tmp_path, postgres.url, "gone", "--heartbeat", "1", "--retry-for", "4")
+    while _running_trial_of(postgres.url, "gone", worker.pid) is None and time.monotonic() < deadline + 60:
+        time.sleep(0.1)
+    postgres.stop()
+    try:
+        output, _ = worker.communicate(timeout=120)
+    finally:
+        postgres.start()
+    assert worker.returncode == 3, output
+    assert "lost the connection to postgresql://nas:***@127.0.0.1" in output and "restart 'nas worker'" in output
+    assert PASSWORD not in output and "Traceback" not in output
+
+
+def test_wrong_password_and_unreachable_host_are_one_line_exit_2(postgres, tmp_path):
+    wrong = postgres.url.replace(PASSWORD, "not-the-Pw-77")
+    unreachable = f"postgresql://nas:{PASSWORD}@127.0.0.1:{free_port()}/nas"
+    for url, secret in ((wrong, "not-the-Pw-77"), (unreachable, PASSWORD)):
+        for command in (["worker", "--storage", url, "--study-name", "x"], ["status", "--storage", url]):
+            result = run_nas(*command, cwd=tmp_path, timeout=60)
+            assert result.returncode == 2, result.stderr
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("nas: error: cannot open storage postgresql://nas:***@"), result.stderr
+            assert secret not in result.stdout + result.stderr
+    assert "password authentication failed" in run_nas("status", "--storage", wrong, cwd=tmp_path).stderr
