@@ -101,11 +101,11 @@ class Adversarial(Objective):
     description = "accuracy under an L-inf PGD attack of size eps (fraction of the data range)"
     params = {
         "eps": {"default": 0.1, "low": 1e-4, "high": 1.0},
-        "samples": {"default": 128, "low": 8, "high": 100000},
+        "samples": {"default": 100, "low": 8, "high": 100000},
         "pgd_steps": {"default": 5, "low": 1, "high": 1000},
         "step_size": {"default": 0.0, "low": 0.0, "high": 1.0},
         "random_start": {"default": True},
-        "curve_points": {"default": 3, "low": 1, "high": 20},
+        "curve_points": {"default": 2, "low": 1, "high": 20},
         "curve_max": {"default": 2.0, "low": 1.0, "high": 10.0},
         "tolerance": {"default": 0.02, "low": 0.0, "high": 1.0},
     }

@@ -99,8 +99,8 @@ class Explainability(Objective):
     description = "faithfulness of attributions: 1 - deletion area / random-order area (0 = chance, 1 = perfect)"
     params = {
         "method": {"default": "saliency", "choices": tuple(METHODS)},
-        "samples": {"default": 64, "low": 4, "high": 100000},
-        "steps": {"default": 10, "low": 2, "high": 200},
+        "samples": {"default": 32, "low": 4, "high": 100000},
+        "steps": {"default": 8, "low": 2, "high": 200},
         "ig_steps": {"default": 16, "low": 2, "high": 1000},
         "score": {"default": "deletion", "choices": ("deletion", "insertion", "mean")},
         "baseline": {"default": "zero", "choices": ("zero", "mean")},
