@@ -54,6 +54,7 @@ def main() -> None:
         objectives.get(name)(**({"samples": 10} if name != "calibration" else {})).evaluate(
             warm, objectives.EvaluationContext(x=dataset.val_x[:20], y=dataset.val_y[:20], num_classes=dataset.num_classes))
     print(f"{args.data}: {len(dataset.train_x)} train images x {args.epochs} epochs, default budgets, CPU time / training CPU time")
+    trained = []
     print(f"{'architecture':<22} {'train s':>8} " + " ".join(f"{n:>14}" for n in ROBUSTNESS) + f" {'all':>7} {'staged saves':>13}")
     for label, arch in ARCHITECTURES.items():
         spec = {"space": "cnn", "cardinality": 1, "batch_norm": True, "activation": "relu", "dropout": 0.0, "ensemble": 1,
@@ -63,12 +64,28 @@ def main() -> None:
         train_cpu, _ = cpu_seconds(lambda: training.train(model, recipe, dataset, torch.device("cpu"), 0, batch_loss=make_batch_loss(recipe, dataset.data_range)))
         context = objectives.EvaluationContext(x=dataset.val_x, y=dataset.val_y, num_classes=dataset.num_classes,
                                                train_x=dataset.train_x, train_y=dataset.train_y)
+        trained.append(model)
         objectives.get("accuracy")().evaluate(model, context)  # fills context.cache["proba"], as in a trial
         costs = {name: cpu_seconds(lambda: objectives.get(name)().evaluate(model, context))[0] for name in ROBUSTNESS}
         total = sum(costs.values())
         print(f"{label:<22} {train_cpu:8.1f} " + " ".join(f"{costs[n] / train_cpu:14.0%}" for n in ROBUSTNESS)
               + f" {total / train_cpu:7.0%} {total / (train_cpu + total):13.0%}")
+    compare_attribution_methods(trained, context)
 
+
+def compare_attribution_methods(models: list[torch.nn.Module], context: objectives.EvaluationContext) -> None:
+    """How the default attribution method and deletion baseline were chosen: CPU time relative to
+    saliency, and faithfulness (normalised deletion / insertion) averaged over the trained models."""
+    print("\nbaseline  attribution method     CPU time vs saliency   deletion score (0 = chance)   insertion score")
+    for baseline in ("mean", "zero"):
+        base = None
+        for method in ("saliency", "input_x_gradient", "integrated_gradients"):
+            explain = objectives.get("explainability")(method=method, samples=100, baseline=baseline)
+            seconds, results = cpu_seconds(lambda: [explain.evaluate(model, context) for model in models])
+            base = base or seconds
+            deletion = sum(r.metrics["deletion"] for r in results) / len(results)
+            insertion = sum(r.metrics["insertion"] for r in results) / len(results)
+            print(f"{baseline:<9} {method:<22} {seconds / base:20.1f}x {deletion:29.2f} {insertion:17.2f}")
 
 if __name__ == "__main__":
     main()

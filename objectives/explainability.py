@@ -88,8 +88,10 @@ class Explainability(Objective):
 
     Options: ``method`` (saliency, input_x_gradient, integrated_gradients), ``samples``,
     ``steps`` (points of the deletion/insertion curves), ``ig_steps``, ``score``
-    (deletion, insertion, mean), ``baseline`` (what replaces a deleted pixel: the range minimum
-    or the validation mean), ``sensitivity`` (also compute captum's sensitivity_max, costly).
+    (deletion, insertion, mean), ``baseline`` (what replaces a deleted pixel: the mean validation
+    image, or the range minimum -- with "zero", deleting an already-black background pixel changes
+    nothing, which favours methods that multiply by the input), ``sensitivity`` (also compute
+    captum's sensitivity_max, costly).
     """
 
     name = "explainability"
@@ -103,7 +105,7 @@ class Explainability(Objective):
         "steps": {"default": 8, "low": 2, "high": 200},
         "ig_steps": {"default": 16, "low": 2, "high": 1000},
         "score": {"default": "deletion", "choices": ("deletion", "insertion", "mean")},
-        "baseline": {"default": "zero", "choices": ("zero", "mean")},
+        "baseline": {"default": "mean", "choices": ("mean", "zero")},
         "sensitivity": {"default": False},
         "sensitivity_samples": {"default": 16, "low": 1, "high": 10000},
     }
