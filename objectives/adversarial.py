@@ -109,7 +109,7 @@ class Adversarial(Objective):
         "curve_max": {"default": 2.0, "low": 1.0, "high": 10.0},
         "tolerance": {"default": 0.02, "low": 0.0, "high": 1.0},
     }
-    metrics = ("clean_accuracy", "fgsm_accuracy", "pgd_accuracy", "noise_accuracy", "median_min_eps")
+    metrics = ("clean_accuracy", "fgsm_accuracy", "pgd_accuracy", "noise_accuracy", "median_min_eps", "masking_flags")
 
     def curve_eps(self) -> list[float]:
         """Relative eps values of the curve: ``curve_points`` evenly up to ``curve_max * eps``, plus ``eps``."""
@@ -171,6 +171,8 @@ class Adversarial(Objective):
             "noise_accuracy": accuracy["noise"],
             # None (more than half survive the largest eps) is recorded as that eps: a lower bound
             "median_min_eps": median if median is not None else grid[-1],
+            # how many gradient-masking signs fired (names in details); require {max = 0} to reject such models
+            "masking_flags": float(len(flags)),
         }
         return ObjectiveResult(value=pgd_accuracy, metrics=metrics, details=details)
 
