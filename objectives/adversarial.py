@@ -124,6 +124,7 @@ class Adversarial(Objective):
         steps = int(self.options["pgd_steps"])
         relative = float(self.options["eps"])
         grid = self.curve_eps()
+        eps = relative * scale
         clean, fgsm, noise = [], [], []
         curve: list[list[torch.Tensor]] = [[] for _ in grid]
         with torch.random.fork_rng(devices=[]):
@@ -132,7 +133,6 @@ class Adversarial(Objective):
             for start in range(0, len(x), context.batch_size):
                 xb = x[start : start + context.batch_size].to(context.device)
                 yb = y[start : start + context.batch_size].to(context.device)
-                eps = relative * scale
                 # robust = correct on the clean input and still correct after the perturbation
                 correct = _correct(model, xb, yb)
                 clean.append(correct.cpu())
@@ -146,18 +146,20 @@ class Adversarial(Objective):
                     curve[index].append((correct & _correct(model, adversarial, yb)).cpu())
         clean_correct = torch.cat(clean)
         still_correct = [torch.cat(parts) for parts in curve]
-        accuracy = {name: float(torch.cat(parts).float().mean()) for name, parts in (("clean", clean), ("fgsm", fgsm), ("noise", noise))}
         eps_curve = [{"eps": point, "accuracy": float(correct.float().mean())} for point, correct in zip(grid, still_correct)]
-        pgd_accuracy = eps_curve[grid.index(round(relative, 8))]["accuracy"]
+        accuracies = {
+            "clean_accuracy": float(clean_correct.float().mean()),
+            "fgsm_accuracy": float(torch.cat(fgsm).float().mean()),
+            "pgd_accuracy": eps_curve[grid.index(round(relative, 8))]["accuracy"],
+            "noise_accuracy": float(torch.cat(noise).float().mean()),
+        }
         median = median_min_eps(grid, still_correct, clean_correct)
-        flags = self.masking_flags(accuracy["clean"], accuracy["fgsm"], pgd_accuracy, accuracy["noise"], [p["accuracy"] for p in eps_curve])
+        flags = self.masking_flags(accuracies["clean_accuracy"], accuracies["fgsm_accuracy"], accuracies["pgd_accuracy"],
+                                   accuracies["noise_accuracy"], [point["accuracy"] for point in eps_curve])
         details: dict[str, Any] = {
             "eps": relative,
-            "clean_accuracy": accuracy["clean"],
-            "fgsm_accuracy": accuracy["fgsm"],
-            "pgd_accuracy": pgd_accuracy,
-            "noise_accuracy": accuracy["noise"],
-            "eps_curve": [{"eps": 0.0, "accuracy": accuracy["clean"]}, *eps_curve],
+            **accuracies,
+            "eps_curve": [{"eps": 0.0, "accuracy": accuracies["clean_accuracy"]}, *eps_curve],
             "median_min_eps": median,
             "masking_flags": flags,
             "masking_reasons": [MASKING_FLAGS[flag] for flag in flags],
@@ -165,16 +167,13 @@ class Adversarial(Objective):
             "samples": len(x),
         }
         metrics = {
-            "clean_accuracy": accuracy["clean"],
-            "fgsm_accuracy": accuracy["fgsm"],
-            "pgd_accuracy": pgd_accuracy,
-            "noise_accuracy": accuracy["noise"],
+            **accuracies,
             # None (more than half survive the largest eps) is recorded as that eps: a lower bound
             "median_min_eps": median if median is not None else grid[-1],
             # how many gradient-masking signs fired (names in details); require {max = 0} to reject such models
             "masking_flags": float(len(flags)),
         }
-        return ObjectiveResult(value=pgd_accuracy, metrics=metrics, details=details)
+        return ObjectiveResult(value=accuracies["pgd_accuracy"], metrics=metrics, details=details)
 
     def masking_flags(self, clean: float, fgsm: float, pgd: float, noise: float, curve: list[float]) -> list[str]:
         """Signs of gradient masking (Athalye et al. 2018): the attack is weak for the wrong reason."""
