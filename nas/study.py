@@ -174,7 +174,8 @@ class Experiment:
         trial.set_user_attr("train_seconds", trained.seconds)
         trial.set_user_attr("outlier_families_seen", recipe.get("outlier_families_seen", []))
 
-        context = self.context(seed, recipe)
+        # The study seed, not the trial seed: every trial is scored on the same validation subsets.
+        context = self.context(int(config["study"]["seed"]), recipe)
         results = self.score(model, context)
         metrics = flatten_metrics(results)
         trial.set_user_attr("objectives", {name: result.to_json() for name, result in results.items()})
