@@ -121,7 +121,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
                 max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), args.retry_for, console)
     except KeyboardInterrupt as stop:
-        console.print(f"worker stopped ({stop or 'SIGINT'}); its running trial is marked FAILED, completed trials are stored")
+        console.print(f"worker stopped ({stop or 'SIGINT'}); a trial it was running is marked FAILED, completed trials are stored")
         return 130
     tally = {state: n for state, n in counts(study).items() if n}
     console.print(f"worker {worker_id()} done; study '{study.study_name}': " + ", ".join(f"{n} {s}" for s, n in tally.items()))
