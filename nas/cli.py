@@ -70,7 +70,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     print_front(study, console)
     csv_path, json_path = write_front(study, out_dir)
     console.print(f"Pareto front written to {csv_path} and {json_path}")
-    return 0
+    return 1 if stopped_by and tally["COMPLETE"] < n_trials else 0  # workers crashed before the target
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -78,6 +78,21 @@ def test_kill9_local_worker_trial_is_failed_and_retried(tmp_path):
     assert len(retries) == 1 and retries[0].params == victim.params and retries[0].state == TrialState.COMPLETE
 
 
+def test_search_fails_when_every_worker_dies(tmp_path):
+    config = write_config(tmp_path, "wiped", n_trials=3, slow=True)
+    search = start_search(tmp_path, config)
+    wait_for_running_trial(tmp_path, "wiped")
+    children = Path(f"/proc/{search.pid}/task/{search.pid}/children").read_text().split()
+    assert len(children) == 2
+    for pid in children:
+        os.kill(int(pid), signal.SIGKILL)
+    out, err = search.communicate(timeout=120)
+    assert search.returncode == 1, out + err
+    assert "stopped with 0/3 COMPLETE trials: worker 0 was killed by SIGKILL" in out
+    study = journal_study(tmp_path, "wiped")
+    assert not study.get_trials(states=(TrialState.RUNNING,)) and study.get_trials(states=(TrialState.WAITING,))
+
+
 def test_sigterm_stops_workers_cleanly_and_resume_finishes(tmp_path):
     config = write_config(tmp_path, "term", n_trials=3, slow=True)
     search = start_search(tmp_path, config)
