@@ -55,7 +55,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     stopped_by = None
     with SearchProgress(study, n_trials, console) as progress:
         if args.workers > 1:
-            stopped_by = run_local_workers(study, config["study"]["storage"], n_trials, args.workers, config, progress, console, out_dir / "logs")
+            stopped_by = run_local_workers(study, config, args.workers, progress, console, out_dir / "logs")
         else:
             experiment.epoch_listener = progress.on_epoch
             run_with_reconnect(study, config["study"]["storage"], lambda: run_search(

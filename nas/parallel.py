@@ -77,16 +77,12 @@ class _Child:
         return lines[-1] if lines else "no output"
 
 
-def _forward(children: list[_Child], number: int) -> None:
-    for child in children:
-        if child.process.poll() is None:
-            child.process.send_signal(number)
-
-
 def _stop(children: list[_Child], console: Any) -> None:
     """SIGTERM every worker (each abandons its trial, marked FAILED), wait, then SIGKILL stragglers."""
     console.print(f"stopping {sum(c.process.poll() is None for c in children)} worker(s)...")
-    _forward(children, signal.SIGTERM)
+    for child in children:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for child in children:
         try:
@@ -112,13 +108,13 @@ class _Progress:
             elif trial.state == TrialState.RUNNING and trial.user_attrs.get("history"):
                 running.append(trial)
         if running and hasattr(self.progress, "on_epoch"):
-            latest = max(running, key=lambda t: t.user_attrs["history"][-1].get("seconds", 0))
+            latest = max(running, key=lambda t: t.number)  # the newest running trial, as one line
             self.progress.on_epoch(latest.number, latest.user_attrs["history"][-1], int(latest.user_attrs["recipe"]["epochs"]))
 
 
-def run_local_workers(study: optuna.Study, storage_url: str, n_trials: int, workers: int, config: dict[str, Any],
-                      progress: Any, console: Any, log_dir: Path) -> str | None:
-    """Run ``workers`` ``nas worker`` processes on the study until they all exit.
+def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int, progress: Any, console: Any,
+                      log_dir: Path) -> str | None:
+    """Run ``workers`` ``nas worker`` processes on the study until they all exit (target: ``study.n_trials``).
 
     Returns why the run may have stopped short (a worker that crashed or was killed), else ``None``.
     Ctrl-C or SIGTERM stops every worker (their running trials are marked FAILED) and re-raises.
@@ -127,14 +123,14 @@ def run_local_workers(study: optuna.Study, storage_url: str, n_trials: int, work
     devices = worker_devices(config["study"]["device"], workers)
     log_dir.mkdir(parents=True, exist_ok=True)
     # The URL travels in the environment, never on a command line that `ps` shows.
-    env = {**os.environ, STORAGE_ENV: storage_url, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, STORAGE_ENV: config["study"]["storage"], "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     console.print(f"starting {workers} workers with {threads} CPU thread(s) each; logs in {log_dir}")
     children: list[_Child] = []
     previous = {number: signal.signal(number, handler) for number, handler in
                 ((signal.SIGTERM, sigterm_as_interrupt), (signal.SIGINT, signal.default_int_handler))}
     try:
         for index, device in enumerate(devices):
-            command = [sys.executable, "-m", "nas", "worker", "--study-name", study.study_name, "--n-trials", str(n_trials),
+            command = [sys.executable, "-m", "nas", "worker", "--study-name", study.study_name, "--n-trials", str(config["study"]["n_trials"]),
                        "--threads", str(threads)]
             command += ["--device", device] if device else []
             command += ["--timeout", str(config["study"]["timeout"])] if config["study"]["timeout"] else []
