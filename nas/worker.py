@@ -44,14 +44,15 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
                 raise
             lost_at, delay, reason = time.monotonic(), 1.0, describe_error(error, storage_url)
             while True:
-                if time.monotonic() - lost_at > retry_for:
+                left = retry_for - (time.monotonic() - lost_at)
+                if left <= 0:
                     raise StorageUnavailable(
                         f"lost the connection to {mask_url(storage_url)} for {retry_for:.0f} s ({reason}); completed trials are "
                         "stored, restart 'nas worker' once the database is reachable"
                     ) from None
                 if console is not None:
-                    console.print(f"[yellow]storage {mask_url(storage_url)} unreachable ({reason}); retrying in {delay:.0f} s")
-                time.sleep(delay)
+                    console.print(f"[yellow]storage {mask_url(storage_url)} unreachable ({reason}); retrying in {min(delay, left):.0f} s")
+                time.sleep(min(delay, left))
                 delay = min(2 * delay, 30.0)
                 try:
                     study.user_attrs  # a cheap query: is the database back?

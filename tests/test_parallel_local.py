@@ -217,3 +217,42 @@ def test_artifact_store_locations(tmp_path):
     assert bucket.objects == {}
     folder = open_artifact_store(tmp_path / "shared" / "artifacts")  # a plain folder is created on first use
     assert (tmp_path / "shared" / "artifacts").is_dir() and folder.__class__.__name__ == "FileSystemArtifactStore"
+
+
+def test_reconnect_waits_for_the_database_and_gives_up_after_retry_for(monkeypatch):
+    import sqlalchemy.exc
+
+    from nas import worker
+
+    url = "postgresql://nas:pw-123@db/nas"
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused: pw-123"))
+    monkeypatch.setattr(worker.time, "sleep", lambda seconds: None)
+
+    class Database:
+        def __init__(self, answers: list[bool]) -> None:
+            self.answers = answers
+
+        @property
+        def user_attrs(self):
+            if not (self.answers.pop(0) if self.answers else False):
+                raise lost
+            return {}
+
+    calls = []
+
+    def step():
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise lost
+        return "finished"
+
+    def down():
+        raise lost
+
+    assert worker.run_with_reconnect(Database([False, False, True]), url, step, retry_for=60) == "finished"
+    assert len(calls) == 2, "the step runs again once the database answers"
+    with pytest.raises(StorageUnavailable) as gone:
+        worker.run_with_reconnect(Database([]), url, step=down, retry_for=0.05)
+    assert "lost the connection to postgresql://nas:***@db/nas" in str(gone.value) and "pw-123" not in str(gone.value)
+    with pytest.raises(ValueError):  # anything but a lost connection is not retried
+        worker.run_with_reconnect(Database([]), url, step=lambda: int("x"), retry_for=60)
