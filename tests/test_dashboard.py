@@ -1,15 +1,14 @@
 """`nas dashboard`: routes over plain HTTP, one-line errors, and the pages in real headless Chromium.
 
-The study is built the way `nas search` builds it (real training on digits), plus two trials carrying
-robustness details in the objectives' schema, a FAILED and a RUNNING trial, and an empty study.
+The study is a real `nas search` on digits with every robustness objective (OOD histograms, eps curves and
+attribution maps come from the objectives themselves), one trial forced infeasible by a tiny learning rate,
+a FAILED and a RUNNING trial added by hand, and an empty study beside it.
 """
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -18,95 +17,68 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.artifacts import upload_artifact
 from optuna.trial import TrialState
 
-from conftest import EXPERIMENTS, REPO, run_nas
+from conftest import REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = REPO / "tests" / "artifacts"
 STUDY = "fm1"
-
-
-# ------------------------------------------------------------------------------------- the study
-def _histogram(centre: float, n: int = 200) -> dict:
-    """20 bins on [0, 1] with the mass around ``centre`` (a deterministic bell)."""
-    weights = [2.718 ** (-((i + 0.5) / 20 - centre) ** 2 / 0.01) for i in range(20)]
-    total = sum(weights)
-    return {"edges": [i / 20 for i in range(21)], "counts": [round(n * w / total) for w in weights]}
-
-
-def _details(accuracy: float, masking: bool) -> dict:
-    """Robustness details in the schema the ood/adversarial/explainability/calibration objectives write."""
-    grid = [0.0, 0.02, 0.05, 0.1, 0.2]
-    curve = [{"eps": e, "accuracy": round(accuracy * (1.0 if masking else max(0.05, 1 - 4 * e)), 4)} for e in grid]
-    image = [[((r * 8 + c) % 7) / 6 for c in range(8)] for r in range(8)]
-    attribution = [[(c - 3.5) / 3.5 * (r / 7) for c in range(8)] for r in range(8)]
-    return {
-        "ood": {"detector": "msp", "in_distribution": {"mean_confidence": 0.9, "histogram": _histogram(0.9)},
-                "sets": {"noise": {"auroc": 0.93, "fpr95": 0.3, "mean_confidence": 0.4, "histogram": _histogram(0.35)},
-                         "letters": {"auroc": 0.71, "fpr95": 0.7, "mean_confidence": 0.7, "histogram": _histogram(0.7)}}},
-        "adversarial": {"eps": 0.05, "clean_accuracy": accuracy, "fgsm_accuracy": curve[2]["accuracy"] + 0.02,
-                        "pgd_accuracy": curve[2]["accuracy"], "noise_accuracy": accuracy - 0.01, "eps_curve": curve,
-                        "median_min_eps": None if masking else 0.1,
-                        "masking_flags": ["no_drop_with_eps"] if masking else []},
-        "explainability": {"method": "integrated_gradients", "deletion_curve": [0.9, 0.5, 0.2, 0.1],
-                           "insertion_curve": [0.1, 0.6, 0.8, 0.9],
-                           "examples": [{"image": image, "attribution": attribution, "label": 3, "prediction": p} for p in (3, 5)]},
-        "calibration": {"reliability": {"bin_confidence": [0.35, 0.65, 0.95], "bin_accuracy": [0.3, 0.5, 0.9], "bin_count": [10, 30, 160]}},
-    }
-
-
-def _add_scored_trial(study, store, spec, accuracy: float, masking: bool) -> int:
-    """A COMPLETE trial with every attribute `nas search` stores, including a details artifact."""
-    import search_spaces
-
-    params = float(sum(p.numel() for p in search_spaces.build(spec).parameters()))
-    trial = study.ask()
-    requirement = {"accuracy": {"min": 0.5, "value": accuracy, "pass": accuracy >= 0.5}}
-    metrics = {"accuracy": accuracy, "params": params, "ood.min_auroc": 0.71, "ood.auroc_noise": 0.93, "ood.auroc_letters": 0.71,
-               "adversarial.pgd_accuracy": 0.3, "calibration.ece": 0.08}
-    for key, value in {
-        "spec": spec, "spec_summary": search_spaces.summary(spec), "seed": trial.number, "device": "cpu",
-        "recipe": {"epochs": 2, "batch_size": 64, "lr": 0.003, "optimizer": "adam"}, "train_seconds": 0.5,
-        "history": [{"epoch": 1, "train_loss": 1.9, "val_loss": 1.7, "val_accuracy": accuracy - 0.2, "seconds": 0.2},
-                    {"epoch": 2, "train_loss": 1.1, "val_loss": 1.2, "val_accuracy": accuracy, "seconds": 0.2}],
-        "objectives": {"accuracy": {"value": accuracy, "metrics": {}, "seconds": 0.01, "skipped": False},
-                       "params": {"value": params, "metrics": {}, "seconds": 0.0, "skipped": False},
-                       "ood": {"value": 0.71, "metrics": {}, "seconds": 0.4, "skipped": False},
-                       "adversarial": {"value": 0.3, "metrics": {}, "seconds": 1.2, "skipped": False}},
-        "metrics": metrics, "requirements": requirement, "feasible": accuracy >= 0.5,
-    }.items():
-        trial.set_user_attr(key, value)
-    trial.set_constraint("accuracy", 0.5 - accuracy)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "details.json"
-        path.write_text(json.dumps(_details(accuracy, masking)))
-        trial.set_user_attr("details_artifact", upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial))
-    study.tell(trial, [accuracy, params])
-    return trial.number
+CONFIG = """
+[study]
+name = "fm1"
+seed = 0
+[data]
+name = "digits"
+train_size = 300
+val_size = 100
+[space]
+name = "cnn"
+depth = 1
+channels = [8, 16]
+cardinality = 1
+hidden = [0, 32]
+ensemble = 1
+[training]
+epochs = 2
+batch_size = 64
+lr = { low = 1e-5, high = 1e-2, log = true }
+[objectives.accuracy]
+[objectives.ood]
+sets = ["uniform", "letters"]
+samples = 64
+[objectives.adversarial]
+samples = 32
+pgd_steps = 2
+[objectives.explainability]
+samples = 8
+[objectives.params]
+[requirements]
+accuracy = { min = 0.5 }
+"calibration.ece" = { max = 1.0 }
+"""
 
 
 def build_study(folder: Path) -> dict:
-    """Study 'fm1': 3 searched trials, a robust feasible trial (masking flag raised), an infeasible one,
-    a FAILED and a RUNNING trial; study 'empty' has no trial. Returns names and numbers for the tests."""
+    """Study 'fm1' (three searched trials, one of them infeasible, plus a FAILED and a RUNNING one) and
+    study 'empty' (no trial). Returns the config and the trial numbers the tests look for."""
     from nas import config as config_module
-    from nas.storage import open_artifact_store, open_storage
+    from nas.storage import open_storage
     from nas.study import Experiment, create_or_load, run_search
 
     storage = f"sqlite:///{folder}/runs/nas.db"
-    overrides = {"study.storage": storage, "study.name": STUDY, "study.n_trials": 3, "data.train_size": 300, "data.val_size": 100}
-    config = config_module.apply_overrides(config_module.load(EXPERIMENTS / "smoke.toml"), overrides)
-    run_search(create_or_load(config, resume=False), Experiment.from_config(config), 3)
+    (folder / "fm1.toml").write_text(CONFIG)
+    config = config_module.apply_overrides(config_module.load(folder / "fm1.toml"), {"study.storage": storage})
+    study = create_or_load(config, resume=False)
+    for lr in (5e-3, 1e-5, 8e-3):  # 1e-5 cannot learn digits in two epochs: accuracy < 0.5, infeasible
+        study.enqueue_trial({"train.lr": lr})
+    run_search(study, Experiment.from_config(config), 3)
     # Trials added by hand: no heartbeat, so the RUNNING one stays RUNNING.
     study = optuna.load_study(study_name=STUDY, storage=open_storage(storage, heartbeat_interval=None))
-    searched = [t for t in study.get_trials(states=(TrialState.COMPLETE,))]
-    store = open_artifact_store(study.user_attrs["artifacts"])
+    searched = study.get_trials(states=(TrialState.COMPLETE,))
     spec = searched[0].user_attrs["spec"]
-    robust = _add_scored_trial(study, store, spec, accuracy=0.97, masking=True)
-    infeasible = _add_scored_trial(study, store, searched[-1].user_attrs["spec"], accuracy=0.3, masking=False)
     failed = study.ask()
     failed.set_user_attr("spec", spec)
     failed.set_user_attr("fail_reason", "TrainingDiverged: loss became nan at epoch 1")
@@ -116,8 +88,11 @@ def build_study(folder: Path) -> dict:
     running.set_user_attr("spec_summary", searched[0].user_attrs["spec_summary"])
     running.set_user_attr("history", [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "val_accuracy": 0.4, "seconds": 0.1}])
     create_or_load({**config, "study": {**config["study"], "name": "empty"}}, resume=False)
-    return {"storage": storage, "searched": [t.number for t in searched], "robust": robust, "infeasible": infeasible,
-            "failed": failed.number, "running": running.number, "completed": len(searched) + 2}
+    infeasible = [t.number for t in searched if not t.user_attrs["feasible"]]
+    scored = [t.number for t in searched if t.user_attrs["feasible"]]
+    assert infeasible == [1] and len(scored) == 2, "the enqueued learning rates no longer give one infeasible trial"
+    return {"storage": storage, "config": config, "searched": [t.number for t in searched], "robust": scored[0],
+            "infeasible": infeasible[0], "failed": failed.number, "running": running.number, "completed": len(searched)}
 
 
 @pytest.fixture(scope="module")
@@ -178,18 +153,39 @@ def test_routes_serve_the_page_and_layout(server):
     assert "trial-body.children" in dependencies
 
 
-def test_drill_down_route_ignores_hostile_values(server, built):
-    study = [{"id": "study", "property": "value", "value": STUDY}]
-    body = _update(server, "trial-body.children", [{"id": "trial", "property": "value", "value": "../../etc/passwd"},
-                                                    {"id": "signature", "property": "data", "value": None}], study)
-    assert "No trial picked" in json.dumps(body)
-    body = _update(server, "trial-body.children", [{"id": "trial", "property": "value", "value": built["robust"]},
-                                                    {"id": "signature", "property": "data", "value": None}],
-                   [{"id": "study", "property": "value", "value": "no-such-study"}])
-    assert "no longer in this storage" in json.dumps(body)
-    body = json.dumps(_update(server, "trial-body.children", [{"id": "trial", "property": "value", "value": built["failed"]},
-                                                               {"id": "signature", "property": "data", "value": None}], study))
-    assert "TrainingDiverged" in body
+def _drill_down(server: Server, trial, study: str = STUDY) -> str:
+    return json.dumps(_update(server, "trial-body.children", [{"id": "trial", "property": "value", "value": trial},
+                                                               {"id": "signature", "property": "data", "value": None}],
+                              [{"id": "study", "property": "value", "value": study}]))
+
+
+def test_drill_down_route_on_every_kind_of_trial_and_hostile_values(server, built):
+    assert "No trial picked" in _drill_down(server, "../../etc/passwd")
+    assert "no longer in this storage" in _drill_down(server, built["robust"], study="../no-such-study")
+    assert "TrainingDiverged: loss became nan" in _drill_down(server, built["failed"])
+    running = _drill_down(server, built["running"])
+    assert "Still running" in running and "learning-graph" in running and "ood-graph" not in running
+    infeasible = _drill_down(server, built["infeasible"])  # staged evaluation skipped the expensive objectives
+    assert "FAIL" in infeasible and "skipped (a requirement already failed)" in infeasible and "ood-graph" not in infeasible
+    scored = _drill_down(server, built["robust"])
+    for graph in ("ood-graph", "eps-graph", "attribution-graph", "reliability-graph", "learning-graph"):
+        assert graph in scored
+
+
+def test_masking_flags_are_shown_only_when_raised(built):
+    """The eps curve carries the adversarial objective's gradient-masking warning, and nothing when none is raised."""
+    from nas.dashboard import figures
+    from nas.dashboard.source import StudySource, load_details
+
+    snap = StudySource(built["storage"]).snapshot(STUDY)
+    adversarial = load_details(snap, snap.trial(built["robust"]))[0]["adversarial"]
+    clean = figures.eps_figure([("trial", {**adversarial, "masking_flags": [], "masking_reasons": []})])
+    flagged = figures.eps_figure([("trial", {**adversarial, "masking_flags": ["no_drop_with_eps"],
+                                             "masking_reasons": ["accuracy does not fall as eps grows"]})])
+    assert not [a for a in clean.layout.annotations if "masking" in a.text]
+    assert [a for a in flagged.layout.annotations if "accuracy does not fall as eps grows" in a.text]
+    assert flagged.data[0].name.endswith("masking?") and not clean.data[0].name.endswith("masking?")
+    assert [p["eps"] for p in adversarial["eps_curve"]] == list(clean.data[0].x)
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -327,30 +323,33 @@ def test_pareto_plot_redraws_and_click_opens_drill_down(page, built):
     assert any(n.startswith("Pareto front") for n in names) and any(n.startswith("infeasible") for n in names)
     page.screenshot(path=str(ARTIFACTS / "dashboard-pareto.png"), full_page=True)
 
-    _pick(page, "y-axis", "ood.min_auroc")  # only the two robustness-scored trials measured it
-    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == 2", timeout=20000)
-    assert "ood.min_auroc" in page.locator("#pareto-graph .g-ytitle").text_content()
-    page.click("#show input[value=infeasible]")  # hide infeasible trials: the one failing accuracy >= 0.5 goes
-    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == 1", timeout=20000)
+    _pick(page, "x-axis", "ood ↑")
+    _pick(page, "y-axis", "adversarial ↑")
+    page.wait_for_function("document.querySelector('#pareto-graph .g-ytitle').textContent.startsWith('adversarial')", timeout=20000)
+    assert page.locator("#pareto-graph .g-xtitle").text_content() == "ood ↑"
+    assert page.locator(POINTS).count() == built["completed"]
+    page.click("#show input[value=infeasible]")  # hide the trial that fails accuracy >= 0.5
+    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed'] - 1}", timeout=20000)
     page.click("#show input[value=infeasible]")
-    _pick(page, "z-axis", "calibration.ece")
+    _pick(page, "z-axis", "explainability ↑")
     page.wait_for_function("document.querySelector('#pareto-graph .js-plotly-plot').data.every(t => t.type == 'scatter3d')", timeout=20000)
+    assert sum(t["n"] for t in _traces(page, "pareto-graph")) == built["completed"]
     page.screenshot(path=str(ARTIFACTS / "dashboard-pareto-3d.png"))
     page.click("#z-axis .dash-dropdown-clear")
-    _pick(page, "y-axis", "params ↓")
     page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed']}", timeout=20000)
 
     _click_trial_point(page, built["robust"])
     page.wait_for_selector("#ood-graph .main-svg", timeout=20000)
     assert f"Trial {built['robust']}" in page.inner_text("#trial-body")
     ood = page.inner_text("#ood-graph")
-    assert "noise: AUROC 0.93" in ood and "letters: AUROC 0.71" in ood
+    assert "uniform: AUROC" in ood and "letters: AUROC" in ood
     assert len([t for t in _traces(page, "ood-graph") if t["type"] == "bar"]) == 4  # in-distribution + set, per set
     page.wait_for_selector("#eps-graph .main-svg")
-    assert "gradient masking" in page.inner_text("#trial-body")
+    assert _traces(page, "eps-graph")[0]["n"] >= 3  # clean accuracy plus the eps grid
     page.wait_for_selector("#attribution-graph .main-svg")
-    assert [t["type"] for t in _traces(page, "attribution-graph")] == ["heatmap"] * 6  # image, image + map, per example
-    assert "PASS" in page.inner_text("#requirements")
+    heatmaps = [t for t in _traces(page, "attribution-graph") if t["type"] == "heatmap"]
+    assert heatmaps and len(heatmaps) % 3 == 0  # per example: the image, the image again, the map over it
+    assert page.inner_text("#requirements").count("PASS") == 2
     page.screenshot(path=str(ARTIFACTS / "dashboard-trial.png"), full_page=True)
 
 
@@ -384,16 +383,22 @@ def test_export_button_downloads_the_export_folder(page, built):
     assert f"Exported trial {searched}" in page.inner_text("#export-status")
 
 
-def test_live_refresh_and_a_study_without_completed_trials(page, built):
+def test_live_refresh_while_a_search_runs_and_an_empty_study(page, built):
+    """A search running beside the open page: its new trial appears without a reload."""
+    from nas.study import Experiment, create_or_load, run_search
+
     page.wait_for_selector(POINTS, timeout=30000)
     shown = page.locator(POINTS).count()
-    from nas.storage import open_artifact_store
-
-    study = optuna.load_study(study_name=STUDY, storage=built["storage"])
-    store = open_artifact_store(study.user_attrs["artifacts"])
-    added = _add_scored_trial(study, store, study.trials[built["searched"][0]].user_attrs["spec"], accuracy=0.99, masking=False)
-    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {shown + 1}", timeout=20000)
-    assert added in [n for t in page.evaluate("() => document.querySelector('#pareto-graph .js-plotly-plot').data.map(t => t.customdata)") for n in t]
+    study = create_or_load(built["config"], resume=True)
+    target = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))) + 1  # the hand-made RUNNING trial never ends
+    # one trial reaches the target; the timeout ends the wait for that RUNNING trial soon after
+    search = threading.Thread(target=lambda: run_search(study, Experiment.from_config(built["config"]), target, timeout=5))
+    search.start()
+    try:
+        page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {shown + 1}", timeout=60000)
+    finally:
+        search.join()
+    assert "running" in page.inner_text("#status")  # the hand-made RUNNING trial is still counted
 
     _pick(page, "study", "empty")
     page.wait_for_selector("#pareto-graph >> text=has no completed trial yet", timeout=20000)

@@ -121,7 +121,8 @@ def parallel_figure(snap: Snapshot) -> go.Figure:
     codes = {"infeasible": 0, "front_infeasible": 1, "dominated": 2, "front": 3}
     colorscale = [[0.0, CATEGORIES["infeasible"][1]["color"]], [0.33, CATEGORIES["front_infeasible"][1]["color"]],
                   [0.67, CATEGORIES["dominated"][1]["color"]], [1.0, CATEGORIES["front"][1]["color"]]]
-    dimensions = [{"label": "trial", "values": [t.number for t in trials]}]
+    numbers = [t.number for t in trials]
+    dimensions = [{"label": "trial", "values": numbers, "tickvals": numbers if len(numbers) <= 20 else None}]
     for index, name in enumerate(snap.names):
         values = [t.values[index] for t in trials]
         low, high = min(values), max(values)
@@ -151,7 +152,7 @@ def hypervolume_figure(snap: Snapshot) -> tuple[go.Figure, str]:
     figure.update_layout(template=TEMPLATE, height=340, margin={"l": 60, "r": 20, "t": 50, "b": 40},
                          title={"text": "Hypervolume of the feasible front after each trial"},
                          yaxis={"title": {"text": "dominated fraction of the box" if box > 0 else "hypervolume"}},
-                         xaxis={"title": {"text": "trial"}})
+                         xaxis={"title": {"text": "trial"}, "tick0": 0, "dtick": max(1, len(snap.trials) // 10)})
     point = ", ".join(f"{name} {format_value(value)}" for name, value in zip(snap.names, reference))
     best = ", ".join(f"{name} {format_value(value)}" for name, value in zip(snap.names, ideal))
     text = (f"Reference point: {point} (the worst feasible value of each objective, moved 10% of its range further). "
@@ -342,7 +343,7 @@ def compare_figure(snap: Snapshot, trials: list[FrozenTrial]) -> go.Figure:
                                              **{**common, "hovertext": hover + hover[:1]}))
         else:
             figure.add_trace(go.Bar(x=[snap.label(i) for i in range(len(snap.names))], y=scores, **common))
-    figure.update_layout(template=TEMPLATE, height=400, margin={"l": 60, "r": 60, "t": 60, "b": 40},
+    figure.update_layout(template=TEMPLATE, height=480, margin={"l": 80, "r": 80, "t": 60, "b": 40},
                          title={"text": "Objectives scaled over all completed trials: 1 = best seen, 0 = worst", "font": {"size": 14}},
                          polar={"radialaxis": {"range": [0, 1]}}, yaxis={"range": [0, 1.05]})
     return figure

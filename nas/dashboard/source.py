@@ -234,6 +234,8 @@ def format_value(value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(", ", ": "))
     if isinstance(value, float):
         if not math.isfinite(value):
             return str(value)
