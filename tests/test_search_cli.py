@@ -81,6 +81,7 @@ def test_diverging_trial_is_failed_with_reason_and_study_finishes(tmp_path, nas_
 name = "diverge"
 sampler = "random"
 n_trials = 2
+max_failed = 30
 storage = "sqlite:///runs/d.db"
 [data]
 name = "synthetic"
