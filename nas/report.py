@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .dashboard.source import (
-    Snapshot, architecture_layers, format_value, load_details, open_study, requirement_table, trial_row,
+    Snapshot, architecture_layers, format_value, load_details, metric_columns, metric_table, open_study, requirement_table,
+    trial_row,
 )
 from .errors import UsageError
 from .storage import mask_url
@@ -93,8 +94,10 @@ def _front_section(page: _Page, snap: Snapshot, trials: list[Any]) -> None:
         verdict = '<span class="badge good">meets every requirement</span>' if feasible else '<span class="badge bad">fails a requirement</span>'
         page.add(f'<div class="card" id="trial-{trial.number}"><h2>Trial {trial.number}: {html.escape(attrs.get("spec_summary", ""))}</h2>{verdict}')
         page.add(_architecture(attrs.get("spec") or {}))
-        metrics = [{"metric": k, "value": v} for k, v in (attrs.get("metrics") or {}).items()]
-        page.add('<div class="grid"><div><h3>Measured on the validation split</h3>' + _table(metrics) + "</div>"
+        headline, rest = metric_columns(snap, [trial])
+        column = f"trial {trial.number}"
+        page.add('<div class="grid"><div><h3>Measured on the validation split</h3>' + _table(metric_table([trial], headline), ["metric", column])
+                 + "<details><summary>every other metric</summary>" + _table(metric_table([trial], rest), ["metric", column]) + "</details></div>"
                  "<div><h3>Requirements</h3>" + _table(requirement_table(trial)) + "</div></div>")
         details, problem = load_details(snap, trial)
         if problem:
@@ -126,8 +129,11 @@ def build_report(snap: Snapshot) -> str:
         why = f"no completed trial yet ({snap.counts_text()})" if not snap.completed else "one objective only: there is no trade-off to plot"
         page.add(f'<p class="hint">{html.escape(why)}</p>')
     else:
+        page.add('<div class="grid">')
         for x, y in pairs:
-            page.figure(figures.pareto_figure(snap, x, y).update_layout(title_text=f"{figures.axis_label(snap, y)} against {figures.axis_label(snap, x)}"))
+            page.figure(figures.pareto_figure(snap, x, y).update_layout(
+                height=400, title_text=f"{figures.axis_label(snap, y)} against {figures.axis_label(snap, x)}"))
+        page.add("</div>")
         if len(snap.names) == 3:
             page.figure(figures.pareto_figure(snap, *snap.names).update_layout(title_text="All three objectives"))
     page.figure(figures.parallel_figure(snap))

@@ -105,7 +105,11 @@ class Server:
     """The dashboard's Flask server on 127.0.0.1, a free port, in a daemon thread."""
 
     def __init__(self, app) -> None:
+        import logging
+
         from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
         self.httpd = make_server("127.0.0.1", 0, app.server, threaded=True)
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"

@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Any
 
@@ -38,6 +39,7 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     app = create_app(args.storage, args.study_name, refresh_seconds=args.refresh)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"nas: warning: serving on {args.host} exposes the dashboard (no login) to that network\n")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request: the page polls every few seconds
     print(f"dashboard on http://{args.host}:{args.port}/ (read-only; Ctrl+C to stop)", flush=True)
     app.run(host=args.host, port=args.port, debug=False)
     return 0

@@ -12,7 +12,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from . import figures
 from .layout import architecture, card, table
-from .source import Snapshot, StudySource, format_value, load_details, objective_table, requirement_table
+from .source import (
+    Snapshot, StudySource, format_value, load_details, metric_columns, metric_table, objective_table, requirement_table,
+)
 
 GRAPH_CONFIG = {"displaylogo": False}
 ROBUSTNESS = ("ood", "adversarial", "explainability", "calibration")
@@ -96,11 +98,9 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
     """2-4 trials side by side: objective radar/bars, every metric, specs, curves."""
     if len(trials) < 2:
         return [card("Compare", html.P("Pick two to four completed trials above.", className="hint"))]
-    metric_names = sorted({m for t in trials for m in (t.user_attrs.get("metrics") or {})})
-    rows = [{"": "spec", **{f"trial {t.number}": t.user_attrs.get("spec_summary", "") for t in trials}}]
-    rows.append({"": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}})
-    for metric in metric_names:
-        rows.append({"": metric, **{f"trial {t.number}": (t.user_attrs.get("metrics") or {}).get(metric) for t in trials}})
+    headline, rest = metric_columns(snap, trials)
+    rows = [{"metric": "spec", **{f"trial {t.number}": t.user_attrs.get("spec_summary", "") for t in trials}},
+            {"metric": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}}, *metric_table(trials, headline)]
     specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(t.user_attrs.get("spec") or {})], style={"marginBottom": "8px"})
                       for t in trials])
     curves = []
@@ -109,7 +109,8 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
         curves.append((f"trial {trial.number}", details.get("adversarial") or {}))
     body = [
         card("Objectives", _graph("compare-graph", figures.compare_figure(snap, trials))),
-        card("Metrics side by side", table(rows)),
+        card("Metrics side by side", table(rows),
+             html.Details([html.Summary("every other measured metric"), table(metric_table(trials, rest))])),
         card("Architectures", specs),
         card("Learning curves", _graph("compare-learning-graph", figures.learning_curve_figure(trials))),
     ]

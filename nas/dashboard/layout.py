@@ -18,6 +18,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
 .page { padding: 12px 24px 40px; }
 .card { background: white; border-radius: 8px; padding: 14px 18px; margin: 12px 0; box-shadow: 0 1px 3px rgba(0,0,0,0.08); }
 .card h2 { font-size: 16px; margin: 0 0 8px; }
+.card h3 { font-size: 14px; margin: 12px 0 6px; }
+details summary { cursor: pointer; color: #3b4b5c; font-size: 13px; margin: 6px 0; }
 .hint { color: #5b6b7c; font-size: 13px; margin: 4px 0 8px; }
 .controls { display: flex; gap: 16px; align-items: flex-end; flex-wrap: wrap; }
 .controls label { font-size: 12px; color: #5b6b7c; display: block; margin-bottom: 2px; }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
+from ..card import fmt
 from ..errors import UsageError
 from ..pareto import front_trials, is_feasible, objective_names
 from ..storage import default_artifact_dir, mask_url, open_artifact_store, open_storage
@@ -230,17 +230,10 @@ class StudySource:
 
 
 def format_value(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
+    """Table cells: the robustness card's number format, nested recipe values as compact JSON."""
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(", ", ": "))
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3g}"
-    return str(value)
+    return fmt(value)
 
 
 # ------------------------------------------------------------------------------------------- details
@@ -274,6 +267,25 @@ def _read_details(location: str, artifact_id: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------- plain-data views
+# The numbers a reader looks at first; the rest stay one click away.
+HEADLINE_METRICS = ("ood.min_auroc", "ood.max_fpr95", "adversarial.clean_accuracy", "adversarial.pgd_accuracy",
+                    "adversarial.median_min_eps", "calibration.ece", "explainability.deletion", "explainability.insertion")
+
+
+def metric_columns(snap: Snapshot, trials: list[FrozenTrial]) -> tuple[list[str], list[str]]:
+    """``(headline, rest)`` metric names over ``trials``: objectives, requirement metrics and the headline
+    robustness metrics first, every other measured metric after."""
+    measured = {m for t in trials for m in (t.user_attrs.get("metrics") or {})}
+    requirements = [m for t in trials for m in (t.user_attrs.get("requirements") or {})]
+    headline = [m for m in dict.fromkeys([*snap.names, *requirements, *HEADLINE_METRICS]) if m in measured]
+    return headline, sorted(measured - set(headline))
+
+
+def metric_table(trials: list[FrozenTrial], metrics: list[str]) -> list[dict[str, Any]]:
+    """One row per metric, one column per trial (``trial N``)."""
+    return [{"metric": m, **{f"trial {t.number}": (t.user_attrs.get("metrics") or {}).get(m) for t in trials}} for m in metrics]
+
+
 def trial_row(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
     """Number, objective values, feasibility, front membership and spec summary of one completed trial."""
     row: dict[str, Any] = {"trial": trial.number}
