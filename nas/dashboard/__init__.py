@@ -34,6 +34,8 @@ def __getattr__(name: str) -> Any:
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be in 1-65535, got {args.port}")
+    if not args.refresh > 0:
+        raise UsageError(f"--refresh must be a positive number of seconds, got {args.refresh}")
     from .app import create_app
 
     app = create_app(args.storage, args.study_name, refresh_seconds=args.refresh)

@@ -18,7 +18,7 @@ from .source import Snapshot, StudySource, check_study_name
 def create_app(storage_url: str, study_name: str | None = None, refresh_seconds: float = 5.0) -> dash.Dash:
     """Build the app; raises :class:`~nas.errors.UsageError` (one line) for a wrong storage URL or study name."""
     if refresh_seconds <= 0:
-        raise UsageError(f"refresh interval must be > 0 seconds, got {refresh_seconds}")
+        raise UsageError(f"refresh_seconds must be a positive number of seconds, got {refresh_seconds}")
     source = StudySource(storage_url)
     names = check_study_name(source.storage, storage_url, study_name)
     app = dash.Dash(__name__, title="Robust NAS dashboard", serve_locally=True, update_title=None,

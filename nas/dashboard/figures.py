@@ -199,21 +199,25 @@ def ood_figure(ood: dict[str, Any]) -> go.Figure:
         return message_figure("no OOD histograms in this trial's details")
     names = list(sets)
     titles = [f"{name}: AUROC {format_value(sets[name].get('auroc'))}, FPR95 {format_value(sets[name].get('fpr95'))}" for name in names]
-    figure = make_subplots(rows=1, cols=len(names), subplot_titles=titles, shared_yaxes=True)
-    for col, name in enumerate(names, start=1):
-        for label, hist, color in (("in-distribution (validation)", inside, "#7f7f7f"), (f"OOD: {name}", sets[name].get("histogram") or {}, PALETTE[col % len(PALETTE)])):
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    figure = make_subplots(rows=rows, cols=cols, subplot_titles=titles, shared_yaxes=True, vertical_spacing=0.5 / rows)
+    for index, name in enumerate(names):
+        row, col = index // cols + 1, index % cols + 1
+        pair = (("in-distribution (validation)", inside, "#7f7f7f"), (f"OOD: {name}", sets[name].get("histogram") or {}, PALETTE[(index + 1) % len(PALETTE)]))
+        for label, hist, color in pair:
             edges, counts = hist.get("edges") or [], hist.get("counts") or []
             if len(edges) != len(counts) + 1:
                 continue
             figure.add_trace(go.Bar(x=_centers(edges), y=_fractions(counts), name=label, marker_color=color, opacity=0.6,
-                                    width=(edges[1] - edges[0]) if len(edges) > 1 else None, showlegend=col == 1 or label != "in-distribution (validation)",
-                                    hovertemplate="confidence %{x:.2f}: %{y:.1%} of samples<extra>" + label + "</extra>"), row=1, col=col)
+                                    width=(edges[1] - edges[0]) if len(edges) > 1 else None, showlegend=index == 0 or label != pair[0][0],
+                                    hovertemplate="confidence %{x:.2f}: %{y:.1%} of samples<extra>" + label + "</extra>"), row=row, col=col)
     figure.update_xaxes(title_text="max softmax confidence", range=[0, 1])
-    figure.update_yaxes(title_text="fraction of samples", row=1, col=1)
+    figure.update_yaxes(title_text="fraction of samples", col=1)
     detector = ood.get("detector", "msp")
-    figure.update_layout(template=TEMPLATE, barmode="overlay", height=330, margin={"l": 50, "r": 20, "t": 70, "b": 40},
+    figure.update_layout(template=TEMPLATE, barmode="overlay", height=120 + 260 * rows, margin={"l": 50, "r": 20, "t": 70, "b": 40},
                          title={"text": f"OOD overconfidence ({detector}): confidence should stay low on OOD data", "font": {"size": 14}},
-                         legend={"orientation": "h", "y": -0.25})
+                         legend={"orientation": "h", "y": -0.25 / rows})
     return figure
 
 
