@@ -18,7 +18,6 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact
-from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from ..card import fmt
@@ -240,8 +239,8 @@ def format_value(value: Any) -> str:
 def load_details(snap: Snapshot, trial: FrozenTrial) -> tuple[dict[str, Any], str | None]:
     """The trial's ``details.json`` (``{objective: details}``) and, when it cannot be read, why not."""
     artifact_id = trial.user_attrs.get("details_artifact")
-    if not artifact_id:
-        return {}, None if trial.state != TrialState.COMPLETE else "this trial stored no evaluation details"
+    if not artifact_id:  # not finished yet, or no objective of the study records details
+        return {}, None
     if not isinstance(artifact_id, str) or not _ARTIFACT_ID.match(artifact_id):
         return {}, "the trial's details_artifact id is malformed"
     if snap.artifact_location is None:
@@ -249,8 +248,8 @@ def load_details(snap: Snapshot, trial: FrozenTrial) -> tuple[dict[str, Any], st
                     "start the dashboard from the folder where 'nas search' ran")
     try:
         return _read_details(snap.artifact_location, artifact_id), None
-    except (OSError, ValueError, ArtifactNotFound, ImportError) as error:  # S3 client errors are OSErrors too
-        return {}, f"details artifact {artifact_id} could not be read ({type(error).__name__})"
+    except Exception as error:  # a missing file, an S3 client error, no boto3: a line on the page, not a crash
+        return {}, f"details artifact {artifact_id} could not be read ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
 
 
 @lru_cache(maxsize=256)
