@@ -41,7 +41,9 @@ def create_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
     if name == "nsga3":
-        return optuna.samplers.NSGAIIISampler(seed=seed, population_size=10)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.NSGAIIISampler(seed=seed, population_size=10)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "gp":

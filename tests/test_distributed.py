@@ -154,10 +154,17 @@ def start_worker(workdir: Path, url: str, study: str, *options: str) -> subproce
                             cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+_STORAGES: dict[str, optuna.storages.BaseStorage] = {}
+
+
 def load(url: str, name: str) -> optuna.Study:
+    """One storage (one small connection pool) per URL for the whole test process: polling loops call this often,
+    and a fresh engine per call would hold its connections until garbage collection."""
     from nas.storage import open_storage
 
-    return optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
+    if url not in _STORAGES:
+        _STORAGES[url] = open_storage(url, heartbeat_interval=None)
+    return optuna.load_study(study_name=name, storage=_STORAGES[url])
 
 
 def create_study(workdir: Path, url: str, name: str, n_trials: int, slow: bool = False) -> None:
