@@ -23,7 +23,7 @@ def _add_storage(parser: argparse.ArgumentParser, required: bool = True) -> None
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from .progress import make_console
 
     from . import config as config_module
     from .parallel import prepare_workers, run_local_workers
@@ -39,7 +39,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         "study.seed": args.seed, "study.sampler": args.sampler, "study.timeout": args.timeout,
         "study.device": args.device, "data.data_dir": args.data_dir,
     })
-    console = Console()
+    console = make_console()
     config = prepare_workers(config, args.workers, console)
     if args.n_trials == 0:
         return create_only(config, args.resume, console)
@@ -74,14 +74,14 @@ def _cmd_search(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from .progress import make_console
 
     from .pareto import print_front
     from .storage import load_study, mask_url
     from .study import counts
 
     study = load_study(args.storage, args.study_name)
-    console = Console()
+    console = make_console()
     tally = {state: n for state, n in counts(study).items() if n}
     console.print(f"study '{study.study_name}' in {mask_url(args.storage)}: " + (", ".join(f"{n} {s}" for s, n in tally.items()) or "no trials"))
     print_front(study, console)

@@ -339,9 +339,9 @@ def export_trial(
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _cmd_export(args: argparse.Namespace) -> int:
-    from rich.console import Console
+    from .progress import make_console
 
-    console = Console()
+    console = make_console()
     if (args.trial is None) == (args.pick is None):
         raise UsageError("pass exactly one of --trial N or --pick SELECTOR (e.g. --pick 'max:accuracy where feasible')")
     _check_formats(args.format or ())

@@ -1,6 +1,8 @@
 """Live progress for a search (rich): trial n/N, elapsed, ETA, best value per objective, failures."""
 from __future__ import annotations
 
+import os
+
 import optuna
 from optuna.trial import TrialState
 from rich.console import Console
@@ -9,12 +11,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .pareto import objective_names
 
 
+def make_console() -> Console:
+    """A rich console; when output is piped (logs, CI) tables get 160 columns instead of 80 so rows do not wrap."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=160)
+    return console
+
+
 class SearchProgress:
     """A rich progress bar driven by an Optuna callback; works with several workers on one storage."""
 
     def __init__(self, study: optuna.Study, n_trials: int, console: Console | None = None) -> None:
         self.study = study
-        self.console = console or Console()
+        self.console = console or make_console()
         self.names = objective_names(study)
         self.progress = Progress(
             TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

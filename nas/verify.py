@@ -117,12 +117,12 @@ def verify_export(
 
 
 def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
+    from .progress import make_console
     from rich.table import Table
 
     from .card import bound_text, fmt
 
-    console = Console()
+    console = make_console()
     table = Table(title=f"verify {report['export']} (study '{report['study']}', trial {report['trial']}): "
                         f"{report['n_samples']} held-out test samples")
     for column in ("metric", "validation", "test", "gap", "requirement", "result"):

@@ -83,7 +83,7 @@ def storage_from(args: argparse.Namespace) -> str:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
+    from .progress import make_console
 
     from .config import apply_overrides
     from .progress import SearchProgress
@@ -98,7 +98,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     url = storage_from(args)
-    console = Console()
+    console = make_console()
     study = load_study(url, args.study_name, heartbeat_interval=args.heartbeat)
     config = apply_overrides(stored_config(study, url), {"study.device": args.device, "study.timeout": args.timeout})
     config["study"]["artifacts"] = study.user_attrs.get("artifacts") or config["study"]["artifacts"]
