@@ -23,14 +23,12 @@ def _add_storage(parser: argparse.ArgumentParser, required: bool = True) -> None
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
-    from .progress import make_console
-
     from . import config as config_module
     from .parallel import prepare_workers, run_local_workers
     from .pareto import print_front, write_front
-    from .progress import SearchProgress
+    from .progress import SearchProgress, make_console
     from .storage import default_artifact_dir
-    from .study import Experiment, create_or_load, run_search
+    from .study import Experiment, counts, create_or_load, failure_budget, run_search
     from .worker import create_only, run_with_reconnect
 
     config = config_module.load(args.config)
@@ -53,6 +51,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     )
     out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
     stopped_by = None
+    failed_before = counts(study)["FAIL"]
     with SearchProgress(study, n_trials, console) as progress:
         if args.workers > 1:
             stopped_by = run_local_workers(study, config, args.workers, progress, console, out_dir / "logs")
@@ -61,11 +60,10 @@ def _cmd_search(args: argparse.Namespace) -> int:
             run_with_reconnect(study, config["study"]["storage"], lambda: run_search(
                 study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
                 max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), console=console)
-    from .study import counts
-
     tally = counts(study)
     if tally["COMPLETE"] < n_trials:
-        why = (stopped_by or "timeout reached") if tally["FAIL"] < (config["study"]["max_failed"] or max(3, n_trials)) else "too many FAILED trials (study.max_failed)"
+        too_many_failed = tally["FAIL"] - failed_before >= failure_budget(n_trials, config["study"]["max_failed"] or None)
+        why = "too many FAILED trials (study.max_failed)" if too_many_failed else (stopped_by or "timeout reached")
         console.print(f"[yellow]stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; see 'nas status' for failure reasons")
     print_front(study, console)
     csv_path, json_path = write_front(study, out_dir)

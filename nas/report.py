@@ -6,7 +6,7 @@ file opens offline.
 
 Example::
 
-    study = open_study("sqlite:///runs/nas.db", "fm1")
+    study = load_study("sqlite:///runs/nas.db", "fm1")
     write_report(Snapshot.take(study, "sqlite:///runs/nas.db"), Path("report.html"))
 """
 from __future__ import annotations
@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .dashboard.source import (
-    Snapshot, architecture_layers, format_value, load_details, metric_columns, metric_table, open_study, requirement_table,
+    Snapshot, architecture_layers, format_value, load_details, metric_columns, metric_table, requirement_table,
     trial_row,
 )
 from .errors import UsageError
-from .storage import mask_url
+from .storage import load_study, mask_url
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -162,7 +162,7 @@ def write_report(snap: Snapshot, out: Path) -> Path:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    study = open_study(args.storage, args.study_name)
+    study = load_study(args.storage, args.study_name)
     out = Path(args.out or f"{study.study_name}-report.html")
     write_report(Snapshot.take(study, args.storage), out)
     print(f"report on study '{study.study_name}' written to {out} (self-contained; open it in any browser)")

@@ -253,15 +253,44 @@ def open_artifact_store(location: str | Path) -> Any:
     return FileSystemArtifactStore(str(path))
 
 
-def load_study(storage_url: str, study_name: str | None, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -> optuna.Study:
-    """Load an existing study or raise a one-line :class:`UsageError` listing the studies present."""
-    storage = open_storage(storage_url, heartbeat_interval)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+def open_existing_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
+    """Open a storage that must already exist: an SQLite or journal URL must name an existing file (a typo is
+    an error, not a new empty database). No heartbeat thread by default: a reader never marks a trial stale."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = Path(url[len(prefix):])
+            if not path.is_file():
+                raise UsageError(
+                    f"storage {mask_url(url)}: no such file '{path}'; pass the --storage URL that 'nas search' used, "
+                    "e.g. --storage sqlite:///runs/nas.db"
+                )
+    return open_storage(url, heartbeat_interval=heartbeat_interval)
+
+
+def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+
+def check_study_name(storage: optuna.storages.BaseStorage, storage_url: str, study_name: str | None) -> list[str]:
+    """The studies in the storage; raises a one-line :class:`UsageError` when ``study_name`` is not among them."""
+    names = study_names(storage)
+    if study_name is not None and study_name not in names:
+        raise UsageError(
+            f"no study named '{study_name}' in {mask_url(storage_url)}; studies there: {', '.join(names) or 'none'} "
+            "(pass one of them as --study-name)"
+        )
+    return names
+
+
+def load_study(storage_url: str, study_name: str | None, heartbeat_interval: int | None = None) -> optuna.Study:
+    """Load an existing study; without a name the storage must hold exactly one. Errors are one line.
+
+    Readers (status, export, dashboard, report) keep the default: no heartbeat thread. Workers pass theirs.
+    """
+    storage = open_existing_storage(storage_url, heartbeat_interval)
+    names = check_study_name(storage, storage_url, study_name)
     if study_name is None:
-        if len(names) == 1:
-            study_name = names[0]
-        else:
+        if len(names) != 1:
             raise UsageError(f"--study-name is required; studies in {mask_url(storage_url)}: {', '.join(names) or 'none'}")
-    if study_name not in names:
-        raise UsageError(f"no study named '{study_name}' in {mask_url(storage_url)}; studies there: {', '.join(names) or 'none'}")
+        study_name = names[0]
     return optuna.load_study(study_name=study_name, storage=storage)

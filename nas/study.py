@@ -122,7 +122,6 @@ class Experiment:
     def score(self, model: torch.nn.Module, context: objectives.EvaluationContext, staged: bool = True) -> dict[str, objectives.ObjectiveResult]:
         """Run every needed objective, cheapest first; once a requirement fails, skip the rest."""
         requirements = self.config["requirements"]
-        metric_map = config_module.requirement_metrics()
         results: dict[str, objectives.ObjectiveResult] = {}
         failed = False
         for objective in self.evaluated_objectives():
@@ -130,11 +129,8 @@ class Experiment:
                 results[objective.name] = objective.skipped()
                 continue
             results[objective.name] = objective.evaluate(model, context)
-            metrics = flatten_metrics(results)
-            for metric in requirements:
-                if metric_map[metric][0] in results and metric in metrics:
-                    if requirement_violation(metrics[metric], requirements[metric]) > 0:
-                        failed = True
+            metrics = flatten_metrics(results)  # only what has been measured so far
+            failed = any(requirement_violation(metrics[m], bound) > 0 for m, bound in requirements.items() if m in metrics)
         return results
 
     # ------------------------------------------------------------------------------------------ trial
@@ -283,6 +279,11 @@ def stored_config(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     return config_module.resolve(config)
 
 
+def failure_budget(n_trials: int, max_failed: int | None) -> int:
+    """FAILED trials one run tolerates before it stops: ``study.max_failed``, by default ``max(3, n_trials)``."""
+    return max_failed or max(3, n_trials)
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
     tally = {state.name: 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
@@ -348,7 +349,7 @@ def run_search(
     Raises ``KeyboardInterrupt`` after a Ctrl-C/SIGTERM, once the running trial is marked.
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    max_failed = max_failed or max(3, n_trials)
+    max_failed = failure_budget(n_trials, max_failed)
     failed_before = counts(study)["FAIL"]  # failures of earlier runs do not stop a resumed one
     deadline = time.monotonic() + timeout if timeout else None
     heartbeat = heartbeat_enabled(study)
@@ -368,6 +369,11 @@ def run_search(
             return experiment.run_trial(trial)
         except KeyboardInterrupt:
             trial.set_user_attr("fail_reason", f"abandoned: worker stopped by {stop.requested or 'SIGINT'}")
+            raise
+        except Exception:
+            # The interrupt can surface as another error when a library wraps it: the stop is still the reason.
+            if stop.requested:
+                trial.set_user_attr("fail_reason", f"abandoned: worker stopped by {stop.requested}")
             raise
         finally:
             stop.in_trial = False

@@ -68,7 +68,7 @@ def sample_recipe(trial: optuna.Trial, table: dict[str, Any]) -> dict[str, Any]:
     recipe: dict[str, Any] = {}
     for key, value in table.items():
         if key not in SUBTABLES:
-            recipe[key] = suggest(trial, f"train.{key}", value) if not isinstance(value, dict) or "low" in value else value
+            recipe[key] = suggest(trial, f"train.{key}", value)
     recipe.update(sample_tables(trial, table))
     return recipe
 

@@ -12,7 +12,8 @@ import dash
 from ..errors import UsageError
 from .callbacks import register_callbacks
 from .layout import INDEX, build_layout
-from .source import Snapshot, StudySource, check_study_name
+from ..storage import check_study_name
+from .source import Snapshot, StudySource
 
 
 def create_app(storage_url: str, study_name: str | None = None, refresh_seconds: float = 5.0) -> dash.Dash:

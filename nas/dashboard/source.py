@@ -21,52 +21,11 @@ from optuna.artifacts import download_artifact
 from optuna.trial import FrozenTrial, TrialState
 
 from ..card import fmt
-from ..errors import UsageError
 from ..pareto import front_trials, is_feasible, objective_names
-from ..storage import default_artifact_dir, mask_url, open_artifact_store, open_storage
+from ..storage import default_artifact_dir, open_artifact_store, open_existing_storage, study_names
 
 ARROWS = {"maximize": "↑", "minimize": "↓"}
 _ARTIFACT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
-
-
-def open_existing_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open ``url`` to read: an SQLite or journal URL must name an existing file, and no heartbeat
-    thread runs (a reader must never mark a running trial stale)."""
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            path = Path(url[len(prefix):])
-            if not path.is_file():
-                raise UsageError(
-                    f"storage {mask_url(url)}: no such file '{path}'; pass the --storage URL that 'nas search' used, "
-                    "e.g. --storage sqlite:///runs/nas.db"
-                )
-    return open_storage(url, heartbeat_interval=None)
-
-
-def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
-    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-
-
-def check_study_name(storage: optuna.storages.BaseStorage, storage_url: str, study_name: str | None) -> list[str]:
-    """The studies in the storage; raises a one-line :class:`UsageError` when ``study_name`` is not among them."""
-    names = study_names(storage)
-    if study_name is not None and study_name not in names:
-        raise UsageError(
-            f"no study named '{study_name}' in {mask_url(storage_url)}; studies there: {', '.join(names) or 'none'} "
-            "(pass one of them as --study-name)"
-        )
-    return names
-
-
-def open_study(storage_url: str, study_name: str | None) -> optuna.Study:
-    """Load an existing study read-only; without a name the storage must hold exactly one study."""
-    storage = open_existing_storage(storage_url)
-    names = check_study_name(storage, storage_url, study_name)
-    if study_name is None:
-        if len(names) != 1:
-            raise UsageError(f"--study-name is required; studies in {mask_url(storage_url)}: {', '.join(names) or 'none'}")
-        study_name = names[0]
-    return optuna.load_study(study_name=study_name, storage=storage)
 
 
 def _direction(direction: optuna.study.StudyDirection) -> str:
