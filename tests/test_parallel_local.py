@@ -176,6 +176,23 @@ def test_journal_trials_of_dead_local_workers_are_failed_and_retried_once(tmp_pa
     assert trials[orphan.number].user_attrs["fail_reason"].endswith(f"died (its process is gone); parameters retried as trial {retry.number}")
 
 
+def test_a_trial_stranded_by_a_lost_database_is_failed_with_its_reason_and_retried_once(tmp_path):
+    from nas.storage import fail_stranded_trial
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/cut.db"), directions=["maximize"])
+    cut = study.ask()
+    cut.suggest_float("x", 0.0, 1.0)
+    cut.set_user_attr("history", [{"epoch": 1}])
+    reason = "database unreachable during the trial (connection refused)"
+    retry = fail_stranded_trial(study, cut.number, reason)
+    assert fail_stranded_trial(study, cut.number, reason) == retry, "a second recovery must not queue a second retry"
+    trials = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path}/cut.db").get_trials()
+    assert trials[cut.number].state == TrialState.FAIL
+    assert trials[cut.number].user_attrs["fail_reason"] == f"{reason}; parameters retried as trial {retry}"
+    assert [t.number for t in trials if t.state == TrialState.WAITING] == [retry]
+    assert trials[retry].params == trials[cut.number].params and trials[retry].user_attrs == {}
+
+
 def test_passwords_are_masked_even_with_odd_characters():
     url = "postgresql+psycopg://nas:p@ss:w/rd@db.example:5432/nas"
     assert mask_url(f"cannot reach {url} now") == "cannot reach postgresql+psycopg://nas:***@db.example:5432/nas now"
