@@ -424,6 +424,8 @@ def run_search(
 
     with stop, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # _run_one_trial beats the heartbeat itself, as study.optimize would.
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
         while not stop.requested:
             if heartbeat:  # trials of dead workers: FAILED and retried
                 optuna.storages.fail_stale_trials(study)
