@@ -217,14 +217,14 @@ def test_four_workers_reach_exactly_n_complete_trials(postgres, tmp_path):
     assert study.user_attrs["config"]["study"]["storage"] == postgres.url.replace(PASSWORD, "***")
     ours = postgres.connections()  # this test process's own pool
     workers = [start_worker(tmp_path, postgres.url, "four") for _ in range(4)]
-    peaks = [0]
+    peak = 0
 
     def finished() -> bool:
-        peaks.append(max(peaks[-1], postgres.connections()))
+        nonlocal peak
+        peak = max(peak, postgres.connections())
         return all(w.poll() is not None for w in workers)
 
     wait_for(finished, "4 workers to reach the target")
-    peak = peaks[-1]
     outputs = wait_all(workers)
     complete = assert_exact(load(postgres.url, "four"), 8)
     assert len({t.user_attrs["worker"] for t in complete}) >= 2, "the trials must be shared between the workers"
