@@ -128,9 +128,10 @@ class _RDBStorage(optuna.storages.RDBStorage):
         stale = super()._get_stale_trial_ids(study_id)
         for trial_id in stale:
             worker = self.get_trial(trial_id).user_attrs.get("worker", "unknown")
+            reason = f"heartbeat lost for over {self.grace_period} s: its worker {worker} died or could not reach the " \
+                     "database"
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it already
-                self.set_trial_user_attr(trial_id, FAIL_REASON, f"heartbeat lost for over {self.grace_period} s: its worker "
-                                                                f"{worker} died or could not reach the database")
+                self.set_trial_user_attr(trial_id, FAIL_REASON, reason)
         return stale
 
     def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
@@ -179,7 +180,8 @@ def _queue_retry(study: optuna.Study, trial: FrozenTrial) -> int | None:
     Queued once per dead trial even if two workers notice it. None when ``MAX_RETRY`` is reached.
     """
     def retry_of() -> int | None:
-        return next((t.number for t in study.get_trials(deepcopy=False) if trial.number in t.system_attrs.get("retry_history", ())), None)
+        trials = study.get_trials(deepcopy=False)
+        return next((t.number for t in trials if trial.number in t.system_attrs.get("retry_history", ())), None)
 
     if (number := retry_of()) is not None:
         return number
@@ -207,7 +209,8 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial) -> int | None:
     retry = _queue_retry(study, trial)
     backend = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDB storages in a cache
     if isinstance(backend, _RDBStorage):
-        backend.amend_fail_reason(trial._trial_id, _with_retry(trial.user_attrs.get(FAIL_REASON, "heartbeat lost"), retry))
+        reason = trial.user_attrs.get(FAIL_REASON, "heartbeat lost")
+        backend.amend_fail_reason(trial._trial_id, _with_retry(reason, retry))
     return retry
 
 
@@ -234,7 +237,7 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
 
 
 def heartbeat_thread(study: optuna.Study, trial: optuna.Trial) -> Any:
-    """A context manager recording ``trial``'s heartbeat while it runs (Optuna does so only inside ``study.optimize``)."""
+    """A context manager recording ``trial``'s heartbeat while it runs (Optuna does so only in ``study.optimize``)."""
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     return get_heartbeat_thread(trial._trial_id, study._storage)

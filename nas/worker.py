@@ -21,8 +21,8 @@ import numpy
 import optuna
 
 from .errors import UsageError
-from .storage import (HEARTBEAT_SECONDS, StorageUnavailable, TrialStranded, connection_error, describe_error, fail_stranded_trial,
-                      is_connection_error, mask_url, worker_id)
+from .storage import (HEARTBEAT_SECONDS, StorageUnavailable, TrialStranded, connection_error, describe_error,
+                      fail_stranded_trial, is_connection_error, mask_url, worker_id)
 
 T = TypeVar("T")
 STORAGE_ENV = "NAS_STORAGE"  # keeps passwords out of shell history and `ps`
@@ -62,7 +62,8 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
                 try:
                     study.user_attrs  # a cheap query: is the database back?
                     if stranded is not None:
-                        retry = fail_stranded_trial(study, stranded, f"database unreachable during the trial ({lost_reason})")
+                        cause = f"database unreachable during the trial ({lost_reason})"
+                        retry = fail_stranded_trial(study, stranded, cause)
                         if console is not None:
                             console.print(f"[yellow]storage is back; trial {stranded} was cut off and is marked FAILED"
                                           + (f", its parameters retried as trial {retry}" if retry is not None else ""))

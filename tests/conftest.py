@@ -18,7 +18,7 @@ T = TypeVar("T")
 
 
 def wait_for(condition: Callable[[], T], what: str, timeout: float = PATIENCE, interval: float = 0.2) -> T:
-    """Poll ``condition`` until it returns something truthy and return that; fail naming ``what`` after ``timeout`` s."""
+    """Poll ``condition`` until it returns something truthy and return that; fail naming ``what`` after a timeout."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         if time.monotonic() > deadline:
@@ -27,7 +27,8 @@ def wait_for(condition: Callable[[], T], what: str, timeout: float = PATIENCE, i
     return value
 
 
-def run_nas(*args: str, cwd: Path, timeout: float = PATIENCE, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_nas(*args: str, cwd: Path, timeout: float = PATIENCE,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m nas ARGS`` in ``cwd`` with a wide terminal so tables are not wrapped."""
     environment = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(

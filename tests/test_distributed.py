@@ -108,11 +108,12 @@ class TemporaryPostgres:
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} -c max_connections=60"
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"), "-w", "-t", str(int(PATIENCE)),
-                  "-o", options, "start")
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
+                  "-w", "-t", str(int(PATIENCE)), "-o", options, "start")
 
     def stop(self) -> None:
-        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w", "-t", str(int(PATIENCE)), "stop")
+        self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast", "-w",
+                  "-t", str(int(PATIENCE)), "stop")
 
     def connections(self) -> int:
         """Open connections from nas processes (their application_name is 'nas')."""
@@ -152,9 +153,9 @@ def start_worker(workdir: Path, url: str, study: str, *options: str) -> subproce
     file (``process.log``) that a test can read while it runs."""
     env = {**os.environ, "NAS_STORAGE": url, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     log = workdir / f"{study}-worker{len(list(workdir.glob(f'{study}-worker*.log')))}.log"
+    command = [sys.executable, "-m", "nas", "worker", "--study-name", study, "--threads", "1", *options]
     with log.open("w") as handle:
-        process = subprocess.Popen([sys.executable, "-m", "nas", "worker", "--study-name", study, "--threads", "1", *options],
-                                   cwd=workdir, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True)
     process.log = log
     return process
 
@@ -274,8 +275,9 @@ def test_killed_worker_trial_is_failed_by_heartbeat_and_retried(postgres, tmp_pa
     failed = study.trials[dead.number]
     assert failed.state == TrialState.FAIL
     retry = retry_of(study, dead)
-    assert failed.user_attrs["fail_reason"] == f"heartbeat lost for over 4 s: its worker {dead.user_attrs['worker']} died or could " \
-                                              f"not reach the database; parameters retried as trial {retry.number}"
+    worker = dead.user_attrs["worker"]
+    assert failed.user_attrs["fail_reason"] == f"heartbeat lost for over 4 s: its worker {worker} died or could not " \
+                                              f"reach the database; parameters retried as trial {retry.number}"
 
 
 def test_worker_rides_out_a_database_restart_then_gives_up_on_a_dead_one(postgres, tmp_path):

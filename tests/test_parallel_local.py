@@ -173,13 +173,15 @@ def test_journal_trials_of_dead_local_workers_are_failed_and_retried_once(tmp_pa
     (retry,) = [t for t in trials if t.state == TrialState.WAITING]
     assert retry.params == trials[orphan.number].params and retry.system_attrs["failed_trial"] == orphan.number
     assert retry.user_attrs == {}, "the retry starts clean, without the dead run's history or worker"
-    assert trials[orphan.number].user_attrs["fail_reason"].endswith(f"died (its process is gone); parameters retried as trial {retry.number}")
+    reason = trials[orphan.number].user_attrs["fail_reason"]
+    assert reason.endswith(f"died (its process is gone); parameters retried as trial {retry.number}")
 
 
 def test_a_trial_stranded_by_a_lost_database_is_failed_with_its_reason_and_retried_once(tmp_path):
     from nas.storage import fail_stranded_trial
 
-    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/cut.db"), directions=["maximize"])
+    storage = open_storage(f"sqlite:///{tmp_path}/cut.db", heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, directions=["maximize"])
     cut = study.ask()
     cut.suggest_float("x", 0.0, 1.0)
     cut.set_user_attr("history", [{"epoch": 1}])
