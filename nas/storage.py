@@ -128,8 +128,8 @@ class _RDBStorage(optuna.storages.RDBStorage):
         stale = super()._get_stale_trial_ids(study_id)
         for trial_id in stale:
             worker = self.get_trial(trial_id).user_attrs.get("worker", "unknown")
-            reason = f"heartbeat lost for over {self.grace_period} s: its worker {worker} died or could not reach the " \
-                     "database"
+            reason = f"heartbeat lost for over {self.grace_period} s: its worker {worker} died or could not reach " \
+                     "the database"
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it already
                 self.set_trial_user_attr(trial_id, FAIL_REASON, reason)
         return stale
