@@ -43,10 +43,9 @@ def available() -> list[str]:
 
 
 def get(name: str) -> SearchSpace:
-    try:
-        return _SPACES[name]
-    except KeyError:
-        raise SpecError(f"unknown search space '{name}'; allowed: {', '.join(available())}") from None
+    if not isinstance(name, str) or name not in _SPACES:
+        raise SpecError(f"unknown search space {name!r}; allowed: {', '.join(available())}")
+    return _SPACES[name]
 
 
 def build(spec: dict[str, Any]) -> nn.Module:
