@@ -42,7 +42,7 @@ from .card import build_card, write_card
 from .errors import UsageError
 from .pareto import is_feasible
 from .paths import safe_filename
-from .storage import default_artifact_dir, load_study, strip_credentials
+from .storage import default_artifact_dir, is_artifact_id, load_study, strip_credentials
 from .study import CONFIG_ATTR, stored_config
 
 EXPORT_FORMAT = "robust-nas-export"
@@ -124,6 +124,9 @@ def read_weights(
     artifact_id = trial.user_attrs.get("weights_artifact")
     if not artifact_id:
         raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); re-run it with 'nas search'")
+    if not is_artifact_id(artifact_id):
+        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id (it would name a "
+                         "path outside the artifact folder); the study's storage was altered")
     folders = _artifact_dirs(study, storage_url, artifacts)
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:

@@ -228,6 +228,14 @@ def _host_lock(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_ARTIFACT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+
+def is_artifact_id(value: object) -> bool:
+    """An artifact id read from storage names a file in the artifact folder, never a path (no ``/``, no ``..``)."""
+    return isinstance(value, str) and _ARTIFACT_ID.fullmatch(value) is not None
+
+
 def default_artifact_dir(storage_url: str) -> Path:
     """Artifacts live beside an SQLite/journal file (``runs/nas.db`` -> ``runs/artifacts``), else ``runs/artifacts``."""
     for prefix in ("sqlite:///", "journal:"):

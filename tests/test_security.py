@@ -12,6 +12,7 @@ import json
 import math
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ import pytest
 
 import search_spaces
 from conftest import run_nas
+from test_distributed import PASSWORD, postgres  # noqa: F401 (a real PostgreSQL server for this module)
 from nas import codegen
 from nas.paths import safe_filename
 
@@ -205,28 +207,19 @@ def test_hostile_study_name_end_to_end(tmp_path):
     assert verify.returncode in (0, 1) and "Traceback" not in verify.stderr, verify.stderr
     for result in (search, status, export, report, verify):
         assert "Traceback" not in result.stdout + result.stderr
+    for artifact in ("../../../secret", "/etc/passwd", "a/../../b"):  # a storage altered by someone else
+        with sqlite3.connect(work / "runs" / "nas.db") as db:
+            db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'weights_artifact'", (json.dumps(artifact),))
+        altered = run_nas("export", "--storage", storage, "--study-name", name, "--trial", "0", "--out", "again", cwd=work)
+        assert altered.returncode == 2 and altered.stderr.count("\n") == 1 and "not an artifact id" in altered.stderr
     assert not any(path.name == "ran" for path in tmp_path.rglob("*")), "the study name ran as code"
     outside = [p for p in files_under(tmp_path) if work not in p.parents]
     assert outside == [], f"files written outside the working folder: {outside}"
 
 
 # ---------------------------------------------------------------------------------------------- passwords
-@pytest.fixture(scope="module")
-def postgres():
-    from test_distributed import TemporaryPostgres, postgres_bin
-
-    bin_dir = postgres_bin()
-    if bin_dir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): apt-get install postgresql")
-    server = TemporaryPostgres(bin_dir).create()
-    yield server
-    server.destroy()
-
-
 @pytest.mark.parametrize("form", ["userinfo", "query"])
 def test_password_never_shown_stored_or_written(postgres, tmp_path, form):
-    from test_distributed import PASSWORD
-
     secret = PASSWORD
     host = f"127.0.0.1:{postgres.port}"
     url = f"postgresql://nas:{secret}@{host}/nas" if form == "userinfo" else f"postgresql://nas@{host}/nas?password={secret}"
