@@ -8,6 +8,8 @@ from typing import Any, Callable
 import optuna
 from torch import nn
 
+from ._modules import Ensemble
+
 
 class SpecError(ValueError):
     """A spec this version cannot build; the message names the key and what is allowed."""
@@ -19,15 +21,26 @@ class SearchSpace:
 
     ``params`` declares each searchable option with its default range (scalar, list or
     ``{low, high}``); a config may narrow or fix any of them. ``limits`` are the hard bounds a config
-    may not exceed, which keep every sampled model trainable on a laptop CPU.
+    may not exceed, which keep every sampled model trainable on a laptop CPU. ``check`` validates a
+    spec and returns the keyword arguments of ``model``, a plain ``nn.Module`` class in a module that
+    imports only torch (``*_model.py``): training builds it and ``nas export`` copies its source.
     """
 
     name: str
     params: dict[str, Any]
     limits: dict[str, tuple[Any, Any] | list[Any]]
     sample: Callable[[optuna.Trial, dict[str, Any]], dict[str, Any]]
-    build: Callable[[dict[str, Any]], nn.Module]
+    check: Callable[[dict[str, Any]], dict[str, Any]]
+    model: type[nn.Module]
     summary: Callable[[dict[str, Any]], str]
+
+    def build(self, spec: dict[str, Any]) -> nn.Module:
+        """The model of ``spec`` with fresh weights: ``model(**check(spec))``, or an :class:`Ensemble` of them."""
+        arguments = self.check(spec)
+        members = spec.get("ensemble", 1)
+        if members == 1:
+            return self.model(**arguments)
+        return Ensemble([self.model(**arguments) for _ in range(members)])
 
 
 _SPACES: dict[str, SearchSpace] = {}

@@ -5,17 +5,15 @@ Works on images ``[C, H, W]`` (2-D convolutions) and signals ``[C, L]`` (1-D con
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import optuna
-import torch
-from torch import nn
 
 from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, is_int, is_number, register, require,
                     require_choice)
-from ._modules import ACTIVATIONS, Ensemble, Normalize
+from ._modules import ACTIVATIONS
 from ._suggest import suggest
+from .cnn_model import CNN
 
 POOLS = ["max", "avg", "none"]
 PARAMS: dict[str, Any] = {
@@ -42,75 +40,6 @@ LIMITS: dict[str, Any] = {
     "hidden": (0, 1024),
     "ensemble": (1, 8),
 }
-_CONV = {1: nn.Conv1d, 2: nn.Conv2d}
-_BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
-_POOL = {("max", 1): nn.MaxPool1d, ("max", 2): nn.MaxPool2d, ("avg", 1): nn.AvgPool1d, ("avg", 2): nn.AvgPool2d}
-
-
-class ConvBlock(nn.Module):
-    """Cardinality 1: conv -> (BN) -> activation. Cardinality c > 1: the ResNeXt block, i.e.
-    1x1 conv -> grouped kxk conv with c groups -> 1x1 conv, added to a (projected) shortcut."""
-
-    def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, cardinality: int, batch_norm: bool, activation: str):
-        super().__init__()
-        conv, norm = _CONV[dims], _BN[dims]
-
-        def bn(c: int) -> nn.Module:
-            return norm(c) if batch_norm else nn.Identity()
-
-        self.cardinality = cardinality
-        if cardinality == 1:
-            self.body = nn.Sequential(conv(c_in, c_out, kernel, padding=kernel // 2, bias=not batch_norm), bn(c_out))
-            self.shortcut = None
-        else:
-            self.body = nn.Sequential(
-                conv(c_in, c_out, 1, bias=not batch_norm), bn(c_out), ACTIVATIONS[activation](),
-                conv(c_out, c_out, kernel, padding=kernel // 2, groups=cardinality, bias=not batch_norm), bn(c_out),
-                ACTIVATIONS[activation](),
-                conv(c_out, c_out, 1, bias=not batch_norm), bn(c_out),
-            )
-            self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(conv(c_in, c_out, 1, bias=False), bn(c_out))
-        self.activation = ACTIVATIONS[activation]()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x)
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        return self.activation(out)
-
-
-class CNN(nn.Module):
-    """Normalise -> [ConvBlock -> pool] x depth -> flatten -> (hidden Linear) -> Linear."""
-
-    def __init__(self, input_shape: list[int], num_classes: int, blocks: list[dict[str, Any]], cardinality: int = 1,
-                 batch_norm: bool = True, activation: str = "relu", dropout: float = 0.0, hidden: int = 0,
-                 normalize: dict[str, list[float]] | None = None) -> None:
-        super().__init__()
-        dims = len(input_shape) - 1
-        channels = input_shape[0]
-        normalize = normalize or {"mean": [0.0] * channels, "std": [1.0] * channels}
-        self.normalize = Normalize(normalize["mean"], normalize["std"], dims)
-        layers: list[nn.Module] = []
-        sizes = list(input_shape[1:])
-        for block in blocks:
-            layers.append(ConvBlock(dims, channels, block["channels"], block["kernel"], cardinality, batch_norm, activation))
-            channels = block["channels"]
-            if block["pool"] != "none" and min(sizes) >= 2:  # never pool a map that is already 1 wide
-                layers.append(_POOL[(block["pool"], dims)](2))
-                sizes = [size // 2 for size in sizes]
-        self.features = nn.Sequential(*layers)
-        flat = channels * math.prod(sizes)  # "same" convolutions keep sizes; each pool halves them
-        head: list[nn.Module] = [nn.Flatten(), nn.Dropout(dropout)]
-        if hidden:
-            head += [nn.Linear(flat, hidden), ACTIVATIONS[activation](), nn.Dropout(dropout)]
-            flat = hidden
-        head.append(nn.Linear(flat, num_classes))
-        self.classifier = nn.Sequential(*head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(self.normalize(x)))
-
-
 def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample the architecture keys of a CNN spec (data keys are added by the caller)."""
     r = {**PARAMS, **(ranges or {})}
@@ -138,10 +67,10 @@ def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[st
     }
 
 
-def build(spec: dict[str, Any]) -> nn.Module:
-    """Build a CNN (or an ensemble of them) from a spec; raises :class:`SpecError` when invalid."""
+def check(spec: dict[str, Any]) -> dict[str, Any]:
+    """Validate a CNN spec and return the keyword arguments of :class:`CNN` (one ensemble member)."""
     check_keys(spec, (*COMMON_KEYS, "blocks", "cardinality", "batch_norm", "activation", "dropout", "hidden"))
-    shape, num_classes, ensemble = check_common(spec)
+    shape, num_classes, _ = check_common(spec)
     blocks = require(spec, "blocks", list)
     if not 1 <= len(blocks) <= LIMITS["depth"][1]:
         raise SpecError(f"spec.blocks must hold 1-{LIMITS['depth'][1]} blocks, got {len(blocks)}")
@@ -164,11 +93,9 @@ def build(spec: dict[str, Any]) -> nn.Module:
     hidden = spec.get("hidden", 0)
     if not is_int(hidden) or not 0 <= hidden <= 1024:
         raise SpecError(f"spec.hidden must be an int in [0, 1024] (0 = no hidden layer), got {hidden!r}")
-
-    def member() -> CNN:
-        return CNN(shape, num_classes, blocks, cardinality, batch_norm, activation, float(dropout), hidden, spec.get("normalize"))
-
-    return member() if ensemble == 1 else Ensemble([member() for _ in range(ensemble)])
+    return {"input_shape": shape, "num_classes": num_classes, "blocks": blocks, "cardinality": cardinality,
+            "batch_norm": batch_norm, "activation": activation, "dropout": float(dropout), "hidden": hidden,
+            "normalize": spec.get("normalize")}
 
 
 def summary(spec: dict[str, Any]) -> str:
@@ -183,4 +110,4 @@ def summary(spec: dict[str, Any]) -> str:
     return text
 
 
-SPACE = register(SearchSpace("cnn", PARAMS, LIMITS, sample, build, summary))
+SPACE = register(SearchSpace("cnn", PARAMS, LIMITS, sample, check, CNN, summary))
