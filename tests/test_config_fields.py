@@ -203,3 +203,27 @@ def test_fractions_leaving_no_training_samples_are_rejected_up_front(fractions, 
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.val_fraction" in err and "data.test_fraction" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("key", [key for key, field in DATA_FIELDS.items() if key.endswith("_size") and field.help == "0 = all"])
+def test_a_size_beyond_the_data_is_one_warning_saying_what_is_used(key, capsys):
+    """``data.train_size`` (val, test) larger than the split: the split is used whole, and stderr says so in one line."""
+    from nas import data
+
+    options = config_module.check_table("data", {"name": "synthetic", "synthetic_size": 321, key: 100000}, DATA_FIELDS)
+    dataset = data.load(options)
+    used = len(getattr(dataset, f"{key.removesuffix('_size')}_x"))
+    err = capsys.readouterr().err.strip()
+    assert err == f"nas: warning: data.{key} = 100000, but only {used} samples are available; using {used}"
+    assert 0 < used < 321
+
+
+def test_rounding_that_leaves_no_training_sample_is_one_line():
+    """Fractions below 1 together can still round every sample into validation and test on a tiny pool."""
+    from nas import data
+    from nas.errors import DataError
+
+    options = config_module.check_table("data", {"name": "synthetic", "synthetic_size": 20, "val_fraction": 0.5,
+                                                 "test_fraction": 0.49}, DATA_FIELDS)
+    with pytest.raises(DataError, match="no training samples left of 20.*data.val_fraction"):
+        data.load(options)
