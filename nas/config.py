@@ -35,8 +35,8 @@ class Field:
     """One config key: accepted Python types, default, allowed values or numeric bounds.
 
     Numbers must be finite; strings and lists must not be empty unless ``allow_empty`` (empty means
-    "unset"). A list field's ``choices`` constrain its items, whose types are ``items`` (default: the
-    types of the default's items). ``table`` is the schema of a sub-table field.
+    "unset"). A list field's items have the types of its default's items and, if given, one of its
+    ``choices``. ``table`` is the schema of a sub-table field.
     """
 
     types: tuple[type, ...]
@@ -47,7 +47,6 @@ class Field:
     searchable: bool = False
     help: str = ""
     allow_empty: bool = False
-    items: tuple[type, ...] | None = None
     table: dict[str, Field] | None = None
 
     @property
@@ -57,7 +56,7 @@ class Field:
     @property
     def item_field(self) -> Field:
         """The schema every item of a list field is checked against."""
-        kinds = self.items or tuple(dict.fromkeys(type(item) for item in self.default or ()))
+        kinds = tuple(dict.fromkeys(type(item) for item in self.default or ()))
         kinds = (int, float) if float in kinds else kinds
         return Field(kinds or (object,), choices=self.choices)
 

@@ -21,8 +21,8 @@ from nas.cli import main
 from nas.config import DATA_FIELDS, REQUIREMENT_FIELDS, STUDY_FIELDS, Field, _objective_fields, _space_fields
 from nas.training import recipe_fields
 
-Path = tuple[str, ...]
-BASE: dict[Path, Any] = {
+KeyPath = tuple[str, ...]
+BASE: dict[KeyPath, Any] = {
     ("study", "name"): "fields", ("study", "storage"): "sqlite:///runs/fields.db", ("study", "n_trials"): 1,
     ("data", "name"): "synthetic", ("space", "name"): "mlp", ("training", "epochs"): 1, ("objectives", "accuracy"): {},
 }
@@ -31,7 +31,7 @@ TYPE_SAMPLES: dict[type, Any] = {bool: True, int: 7, float: 2.5, str: "text", li
 UNKNOWN = "no-such-choice"
 
 
-def declared_tables() -> Iterator[tuple[Path, dict[str, Field], dict[Path, Any]]]:
+def declared_tables() -> Iterator[tuple[KeyPath, dict[str, Field], dict[KeyPath, Any]]]:
     """(table path, its fields, base keys the table needs) for every table the config layer declares."""
     yield ("study",), STUDY_FIELDS, {}
     yield ("data",), DATA_FIELDS, {}
@@ -46,7 +46,7 @@ def declared_tables() -> Iterator[tuple[Path, dict[str, Field], dict[Path, Any]]
             yield ("requirements", metric), REQUIREMENT_FIELDS, {}
 
 
-def _with_sub_tables(path: Path, fields: dict[str, Field]) -> Iterator[tuple[Path, dict[str, Field], dict[Path, Any]]]:
+def _with_sub_tables(path: KeyPath, fields: dict[str, Field]) -> Iterator[tuple[KeyPath, dict[str, Field], dict[KeyPath, Any]]]:
     yield path, fields, {}
     for key, field in fields.items():
         if field.table is not None:
@@ -115,10 +115,10 @@ def invalid_values(field: Field) -> dict[str, Any]:
     return cases
 
 
-def generate_cases() -> Iterator[tuple[str, str, dict[str, dict[Path, Any]]]]:
+def generate_cases() -> Iterator[tuple[str, str, dict[str, dict[KeyPath, Any]]]]:
     """Per declared key: (id, the key path the message must name, {what is wrong: the config as dotted keys})."""
     for table, fields, needs in declared_tables():
-        cases: dict[Path, dict[str, Any]] = {table + ("no_such_key",): {"unknown key": 1}}
+        cases: dict[KeyPath, dict[str, Any]] = {table + ("no_such_key",): {"unknown key": 1}}
         if fields and all(field.default is None for field in fields.values()):
             cases[table] = {"empty table": {}, "not a table": 7}  # nothing to default to: the table needs a key
         for key, field in fields.items():
@@ -132,7 +132,7 @@ def generate_cases() -> Iterator[tuple[str, str, dict[str, dict[Path, Any]]]]:
             yield case_id, key_path, {label: with_value({**BASE, **needs}, path, value) for label, value in values.items()}
 
 
-def with_value(config: dict[Path, Any], path: Path, value: Any) -> dict[Path, Any]:
+def with_value(config: dict[KeyPath, Any], path: KeyPath, value: Any) -> dict[KeyPath, Any]:
     """``config`` with ``path`` set; keys that are prefixes of it (inline tables) make way for it."""
     kept = {key: v for key, v in config.items() if key != path[: len(key)] and path != key[: len(path)]}
     return {**kept, path: value}
@@ -152,11 +152,11 @@ def toml_value(value: Any) -> str:
     return "{" + ", ".join(f"{toml_key((k,))} = {toml_value(v)}" for k, v in value.items()) + "}"
 
 
-def toml_key(path: Path) -> str:
+def toml_key(path: KeyPath) -> str:
     return ".".join(part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part) for part in path)
 
 
-def toml_text(config: dict[Path, Any]) -> str:
+def toml_text(config: dict[KeyPath, Any]) -> str:
     return "".join(f"{toml_key(path)} = {toml_value(value)}\n" for path, value in config.items())
 
 
