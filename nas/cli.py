@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +15,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit code 2 (argparse's own code)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)  # a nas.cli_types validator: '--timeout must be ..'
         sys.stderr.write(f"nas: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 

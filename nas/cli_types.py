@@ -1,7 +1,7 @@
 """argparse ``type=`` validators shared by every sub-command's options.
 
-A bad value becomes argparse's one-line error naming the option (``argument --timeout: ...``) and exit
-code 2. Each validator declares what it accepts (kind, bounds, finiteness, emptiness), so a test can
+A bad value becomes one line naming the option (``nas: error: --timeout must be a number >= 0, got 'nan'``)
+and exit code 2. Each validator declares what it accepts (kind, bounds, finiteness, emptiness), so a test can
 derive the values it must refuse for every option that uses it.
 """
 from __future__ import annotations
@@ -21,9 +21,9 @@ class Number:
     low_open: bool = False
 
     def describe(self) -> str:
-        what = "an integer" if self.kind is int else "a finite number"
+        what = "an integer" if self.kind is int else "a number"
         if self.low is not None and self.high is not None:
-            return f"{what} from {self.low} to {self.high}"
+            return f"{what} in {self.low}-{self.high}"
         if self.low is not None:
             return f"{what} {'>' if self.low_open else '>='} {self.low}"
         return what

@@ -105,6 +105,8 @@ SECTIONS = ("study", "data", "space", "training", "objectives", "requirements")
 
 
 def _type_names(types: tuple[type, ...]) -> str:
+    if set(types) == {int, float}:
+        return "a finite number"
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
     return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
 

@@ -91,7 +91,7 @@ def test_bad_value_is_one_line_naming_the_option(case, capsys):
     for label, text in invalid_texts(action.type).items():
         code = main(argv_with(command, parser, {action: text}))
         err = capsys.readouterr().err.strip()
-        if code != 2 or len(err.splitlines()) != 1 or not err.startswith(f"nas: error: argument {name}"):
+        if code != 2 or len(err.splitlines()) != 1 or not err.startswith(f"nas: error: {name} must "):
             wrong.append(f"{label} ({text!r}): exit {code}, stderr {err!r}")
     assert not wrong, "\n".join(wrong)
 

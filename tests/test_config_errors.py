@@ -61,7 +61,7 @@ def test_missing_file_and_bad_cli_values(tmp_path, capsys, monkeypatch):
     assert main(["search", "ok.toml", "--device", "tpu"]) == 2
     assert "device 'tpu' is not allowed; allowed: auto, cpu, cuda, cuda:N" in capsys.readouterr().err
     assert main(["search", "ok.toml", "--n-trials", "lots"]) == 2
-    assert "argument --n-trials: must be an integer >= 0, got 'lots'" in capsys.readouterr().err
+    assert "--n-trials must be an integer >= 0, got 'lots'" in capsys.readouterr().err
 
 
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, capsys, monkeypatch):
