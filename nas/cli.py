@@ -15,14 +15,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit code 2 (argparse's own code)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)  # a nas.cli_types validator: '--timeout must be ..'
+        # a nas.cli_types validator's message reads like a config error: '--timeout must be a number >= 0, got ..'
+        message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)
         sys.stderr.write(f"nas: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 
 def _add_storage(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--storage", required=required, type=non_empty_str, help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
-    parser.add_argument("--study-name", type=non_empty_str, help="study name (optional when the storage holds exactly one study)")
+    parser.add_argument("--storage", required=required, type=non_empty_str,
+                        help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study name (optional when the storage holds exactly one study)")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -90,8 +93,8 @@ def _no_trial_completed(study: Any, stopped_by: str | None) -> str:
     if not reasons:
         return f"no trial completed in study '{study.study_name}' ({stopped_by or 'timeout reached'})"
     reason, times = reasons.most_common(1)[0]
-    return (f"no trial completed in study '{study.study_name}': {len(failed)} FAILED, most often ({times} of {len(failed)}) "
-            f"with: {mask_url(reason)}")
+    return (f"no trial completed in study '{study.study_name}': {len(failed)} FAILED, "
+            f"most often ({times} of {len(failed)}) with: {mask_url(reason)}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -118,16 +121,22 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Run an Optuna multi-objective study: sample architectures and training recipes, "
                                              "train each candidate, score every objective, print and write the Pareto front.")
     search.add_argument("config", type=non_empty_str, help="experiment TOML file, e.g. experiments/quickstart.toml")
-    search.add_argument("--n-trials", type=non_negative_int, help="target number of COMPLETE trials in the study (overrides study.n_trials)")
-    search.add_argument("--storage", type=non_empty_str, help="storage URL (overrides study.storage; default sqlite:///runs/nas.db)")
+    search.add_argument("--n-trials", type=non_negative_int,
+                        help="target number of COMPLETE trials in the study (overrides study.n_trials)")
+    search.add_argument("--storage", type=non_empty_str,
+                        help="storage URL (overrides study.storage; default sqlite:///runs/nas.db)")
     search.add_argument("--study-name", type=non_empty_str, help="study name (overrides study.name)")
     search.add_argument("--seed", type=seed, help="base seed for the sampler and every trial (overrides study.seed)")
-    search.add_argument("--sampler", type=non_empty_str, help="tpe, nsga2, nsga3, random or gp (overrides study.sampler)")
-    search.add_argument("--timeout", type=non_negative_float, help="stop starting new trials after this many seconds (0: no limit)")
+    search.add_argument("--sampler", type=non_empty_str,
+                        help="tpe, nsga2, nsga3, random or gp (overrides study.sampler)")
+    search.add_argument("--timeout", type=non_negative_float,
+                        help="stop starting new trials after this many seconds (0: no limit)")
     search.add_argument("--device", type=non_empty_str, help="auto, cpu, cuda or cuda:N (overrides study.device)")
-    search.add_argument("--data-dir", type=non_empty_str, help="folder holding the dataset files (overrides data.data_dir)")
+    search.add_argument("--data-dir", type=non_empty_str,
+                        help="folder holding the dataset files (overrides data.data_dir)")
     search.add_argument("--resume", action="store_true", help="continue an existing study with the same config; completed trials are kept")
-    search.add_argument("--out", type=non_empty_str, help="folder for the Pareto front CSV/JSON (default: next to the storage)")
+    search.add_argument("--out", type=non_empty_str,
+                        help="folder for the Pareto front CSV/JSON (default: next to the storage)")
     search.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes on this machine (default 1); CPU threads are split between them, an SQLite "
                              "storage becomes a journal file beside it. --n-trials 0 only creates the study for 'nas worker'")

@@ -32,7 +32,7 @@ class Number:
         try:
             value = self.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {self.describe()}, got {text!r}") from None
+            value = math.nan  # not a number: refused below like NaN
         too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         too_high = self.high is not None and value > self.high
         if not math.isfinite(value) or too_low or too_high:

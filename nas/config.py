@@ -61,8 +61,8 @@ class Field:
         return Field(kinds or (object,), choices=self.choices)
 
 
-def _num(default: Any, low: float | None = None, high: float | None = None, searchable: bool = False, integer: bool = False,
-         help: str = "") -> Field:
+def _num(default: Any, low: float | None = None, high: float | None = None, searchable: bool = False,
+         integer: bool = False, help: str = "") -> Field:
     return Field((int,) if integer else (int, float), default, None, low, high, searchable, help)
 
 
@@ -73,13 +73,15 @@ STUDY_FIELDS: dict[str, Field] = {
     "timeout": _num(0, 0, None, help="seconds; 0 = no limit"),
     "seed": _num(0, 0, 2**31 - 1, integer=True),
     "storage": Field((str,), "sqlite:///runs/nas.db"),
-    "artifacts": Field((str,), "", help="artifact folder for weights/details; default: next to the storage", allow_empty=True),
+    "artifacts": Field((str,), "", help="artifact folder for weights/details; default: next to the storage",
+                       allow_empty=True),
     "device": Field((str,), "auto"),
     "max_failed": _num(0, 0, 100000, integer=True, help="stop after this many FAILED trials; 0 = n_trials"),
 }
 DATA_FIELDS: dict[str, Field] = {
     "name": Field((str,), "digits", tuple(data_module.available())),
-    "data_dir": Field((str,), "", help="folder holding the dataset files; default: where the loader looks", allow_empty=True),
+    "data_dir": Field((str,), "", help="folder holding the dataset files; default: where the loader looks",
+                      allow_empty=True),
     "download": Field((bool,), False),
     "train_size": _num(0, 0, None, integer=True, help="0 = all"),
     "val_size": _num(0, 0, None, integer=True, help="0 = all"),
@@ -138,7 +140,8 @@ def _check_range(path: str, value: dict[str, Any], field: Field) -> dict[str, An
     """``{low, high[, log][, step]}`` of a numeric field without fixed choices; bounds converted like scalars."""
     unknown = set(value) - {"low", "high", "log", "step"}
     if unknown or "low" not in value or "high" not in value:
-        raise UsageError(f"config: {path} as a range must be {{low = .., high = ..[, log = true][, step = ..]}}, got {value!r}")
+        raise UsageError(
+            f"config: {path} as a range must be {{low = .., high = ..[, log = true][, step = ..]}}, got {value!r}")
     if not field.numeric or field.choices is not None:
         allowed = f"; allowed: {', '.join(map(str, field.choices))}" if field.choices is not None else ""
         raise UsageError(f"config: {path} takes one value or a list of choices, not a range{allowed}")
@@ -241,9 +244,10 @@ def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
             raise UsageError(f"config: requirements.{metric} must be {{min = ..}}, {{max = ..}} or both, got {bound!r}")
         unknown = sorted(set(bound) - set(REQUIREMENT_FIELDS))
         if unknown:
-            raise UsageError(f"config: unknown key requirements.{metric}.{unknown[0]}; allowed: {', '.join(REQUIREMENT_FIELDS)}")
-        checked[metric] = {side: float(_check_scalar(f"requirements.{metric}.{side}", threshold, REQUIREMENT_FIELDS[side]))
-                           for side, threshold in bound.items()}
+            raise UsageError(
+                f"config: unknown key requirements.{metric}.{unknown[0]}; allowed: {', '.join(REQUIREMENT_FIELDS)}")
+        checked[metric] = {side: float(_check_scalar(f"requirements.{metric}.{side}", value, REQUIREMENT_FIELDS[side]))
+                           for side, value in bound.items()}
         if checked[metric].get("min", -math.inf) > checked[metric].get("max", math.inf):
             raise UsageError(f"config: requirements.{metric}: min ({bound['min']}) must not exceed max ({bound['max']})")
     return checked
@@ -310,8 +314,8 @@ def _check_data_split(data: dict[str, Any]) -> None:
     """Validation and test fractions are carved out of one pool: together they must leave training samples."""
     if data["val_fraction"] + data["test_fraction"] >= 1:
         raise UsageError(
-            f"config: data.val_fraction ({data['val_fraction']}) + data.test_fraction ({data['test_fraction']}) must be "
-            "below 1, or no samples are left for training; lower one of them"
+            f"config: data.val_fraction ({data['val_fraction']}) + data.test_fraction ({data['test_fraction']}) "
+            "must be below 1, or no samples are left for training; lower one of them"
         )
 
 

@@ -194,7 +194,7 @@ def available() -> list[str]:
 # ---------------------------------------------------------------------------------------------- splits
 
 def _take(options: dict[str, Any], key: str, size: int) -> int:
-    """How many of ``size`` samples ``data.<key>`` (0 = all) keeps; asking for more than there are is said, not hidden."""
+    """How many of ``size`` samples ``data.<key>`` (0 = all) keeps; asking for more than there are is said."""
     wanted = int(options.get(key) or 0)
     if wanted > size:
         sys.stderr.write(f"nas: warning: data.{key} = {wanted}, but only {size} samples are available; using {size}\n")

@@ -177,7 +177,9 @@ def register_command(subparsers: Any) -> None:
         description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as a "
                     "table and each front trial's robustness summary. It opens without network access.",
     )
-    parser.add_argument("--storage", required=True, type=non_empty_str, help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
-    parser.add_argument("--study-name", type=non_empty_str, help="study to report on (optional when the storage holds exactly one study)")
+    parser.add_argument("--storage", required=True, type=non_empty_str,
+                        help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study to report on (optional when the storage holds exactly one study)")
     parser.add_argument("--out", type=non_empty_str, help="HTML file to write (default: <study>-report.html)")
     parser.set_defaults(handler=_cmd_report)

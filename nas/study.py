@@ -236,12 +236,13 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_cfg = config["study"]
     # A resumed study must exist: a mistyped storage path or study name is an error, not a new empty study.
-    storage = open_existing_storage(study_cfg["storage"], HEARTBEAT_SECONDS) if resume else open_storage(study_cfg["storage"])
+    url = study_cfg["storage"]
+    storage = open_existing_storage(url, HEARTBEAT_SECONDS) if resume else open_storage(url)
     name = study_cfg["name"]
     existing = study_names(storage)
     if resume and name not in existing:
         raise UsageError(
-            f"--resume: no study named '{name}' in {mask_url(study_cfg['storage'])}; studies there: {', '.join(existing) or 'none'} "
+            f"--resume: no study named '{name}' in {mask_url(url)}; studies there: {', '.join(existing) or 'none'} "
             "(pass one of them as --study-name, or drop --resume to start a new study)"
         )
     if name in existing and not resume:

@@ -42,7 +42,8 @@ def recipe_fields() -> dict[str, Field]:
     from .robust_training import SUBTABLES  # robust_training builds on this module
 
     fields = dict(TRAINING_FIELDS)
-    fields.update({name: Field((dict,), {}, help=f"[training.{name}] sub-table", table=table) for name, table in SUBTABLES.items()})
+    fields.update({name: Field((dict,), {}, help=f"[training.{name}] sub-table", table=table)
+                   for name, table in SUBTABLES.items()})
     return fields
 
 

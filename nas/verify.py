@@ -169,8 +169,10 @@ def register_command(subparsers: Any) -> None:
                     "requirements and with the validation values. Exit 0: all requirements hold; 1: one fails; 2: bad input.",
     )
     parser.add_argument("folder", type=non_empty_str, help="export folder written by 'nas export'")
-    parser.add_argument("--requirements", type=non_empty_str, help="TOML file with a [requirements] table (default: the experiment's own requirements)")
-    parser.add_argument("--data-dir", type=non_empty_str, help="folder holding the dataset files (overrides the experiment's data.data_dir)")
+    parser.add_argument("--requirements", type=non_empty_str,
+                        help="TOML file with a [requirements] table (default: the experiment's own requirements)")
+    parser.add_argument("--data-dir", type=non_empty_str,
+                        help="folder holding the dataset files (overrides the experiment's data.data_dir)")
     parser.add_argument("--device", default="auto", type=non_empty_str, help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--gap-tolerance", type=non_negative_float, default=DEFAULT_GAP_TOLERANCE,
                         help="report metrics whose test value differs from validation by more than this "

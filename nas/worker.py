@@ -154,12 +154,18 @@ def register_command(commands: Any) -> None:
                     "study holds its target of COMPLETE trials. Start any number of workers, on any host, against the same "
                     f"storage. The storage URL may come from ${STORAGE_ENV} instead of --storage.",
     )
-    worker.add_argument("--storage", type=non_empty_str, help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
-    worker.add_argument("--study-name", type=non_empty_str, help="study name (optional when the storage holds exactly one study)")
-    worker.add_argument("--n-trials", type=positive_int, help="target number of COMPLETE trials in the study (default: the study's n_trials)")
-    worker.add_argument("--device", type=non_empty_str, help="auto, cpu, cuda or cuda:N for this worker (default: the study's device)")
-    worker.add_argument("--threads", type=positive_int, help="torch CPU threads for this worker (default: torch's choice)")
-    worker.add_argument("--timeout", type=non_negative_float, help="stop starting new trials after this many seconds (0: no limit)")
+    worker.add_argument("--storage", type=non_empty_str,
+                        help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
+    worker.add_argument("--study-name", type=non_empty_str,
+                        help="study name (optional when the storage holds exactly one study)")
+    worker.add_argument("--n-trials", type=positive_int,
+                        help="target number of COMPLETE trials in the study (default: the study's n_trials)")
+    worker.add_argument("--device", type=non_empty_str,
+                        help="auto, cpu, cuda or cuda:N for this worker (default: the study's device)")
+    worker.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads for this worker (default: torch's choice)")
+    worker.add_argument("--timeout", type=non_negative_float,
+                        help="stop starting new trials after this many seconds (0: no limit)")
     worker.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_SECONDS,
                         help=f"seconds between heartbeats on RDB storages (default {HEARTBEAT_SECONDS}); a trial whose worker misses "
                              "4 of them is FAILED and retried")

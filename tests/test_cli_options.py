@@ -72,7 +72,8 @@ def _action(command: str, dest: str) -> tuple[argparse.ArgumentParser, argparse.
 
 def test_all_seven_sub_commands_are_walked():
     assert set(sub_commands()) == {"search", "status", "export", "verify", "dashboard", "report", "worker"}
-    assert {"search timeout", "worker retry_for", "dashboard port", "verify gap_tolerance", "status study_name"} <= set(CASES)
+    assert {"search timeout", "worker retry_for", "dashboard port", "verify gap_tolerance", "status study_name"} \
+        <= set(CASES)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -100,7 +101,8 @@ def test_bad_value_is_one_line_naming_the_option(case, capsys):
 def test_valid_values_of_every_option_parse(command):
     """The generated bad values fail because of the value: the boundary values each validator allows parse."""
     parser = sub_commands()[command]
-    args = parser.parse_args(argv_with(command, parser, {action: valid_text(action) for action in value_options(parser)})[1:])
+    every_option = {action: valid_text(action) for action in value_options(parser)}
+    args = parser.parse_args(argv_with(command, parser, every_option)[1:])
     for action in value_options(parser):
         value = getattr(args, action.dest)
         value = value[0] if isinstance(value, list) else value
@@ -136,13 +138,14 @@ def test_search_where_every_trial_failed_exits_1_with_the_reason(tmp_path, capsy
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "blocker").write_text("a file where the artifact folder should be")
-    (tmp_path / "tiny.toml").write_text(TINY.replace('sampler = "random"', 'sampler = "random"\nartifacts = "blocker/artifacts"'))
+    (tmp_path / "tiny.toml").write_text(TINY.replace("[data]", 'artifacts = "blocker/artifacts"\n[data]'))
     assert main(["search", "tiny.toml"]) == 1
     err = capsys.readouterr().err.strip()
     study = optuna.load_study(study_name="tiny", storage="sqlite:///runs/tiny.db")
     failed = study.get_trials(states=(TrialState.FAIL,))
     assert len(failed) == 2 and not study.get_trials(states=(TrialState.COMPLETE,))
-    assert len(err.splitlines()) == 1 and err.startswith("nas: error: no trial completed in study 'tiny': 2 FAILED"), err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("nas: error: no trial completed in study 'tiny': 2 FAILED"), err
     assert failed[0].user_attrs["fail_reason"] in err
 
 

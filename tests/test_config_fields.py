@@ -31,7 +31,7 @@ TYPE_SAMPLES: dict[type, Any] = {bool: True, int: 7, float: 2.5, str: "text", li
 UNKNOWN = "no-such-choice"
 
 
-def declared_tables() -> Iterator[tuple[KeyPath, dict[str, Field], dict[KeyPath, Any]]]:
+def declared_tables() -> Iterator[Table]:
     """(table path, its fields, base keys the table needs) for every table the config layer declares."""
     yield ("study",), STUDY_FIELDS, {}
     yield ("data",), DATA_FIELDS, {}
@@ -46,7 +46,10 @@ def declared_tables() -> Iterator[tuple[KeyPath, dict[str, Field], dict[KeyPath,
             yield ("requirements", metric), REQUIREMENT_FIELDS, {}
 
 
-def _with_sub_tables(path: KeyPath, fields: dict[str, Field]) -> Iterator[tuple[KeyPath, dict[str, Field], dict[KeyPath, Any]]]:
+Table = tuple[KeyPath, dict[str, Field], dict[KeyPath, Any]]
+
+
+def _with_sub_tables(path: KeyPath, fields: dict[str, Field]) -> Iterator[Table]:
     yield path, fields, {}
     for key, field in fields.items():
         if field.table is not None:
@@ -102,14 +105,15 @@ def invalid_values(field: Field) -> dict[str, Any]:
     cases.update({"empty choice list": [], "empty range": {}})
     if field.numeric and field.choices is None:
         low, high = _valid_bounds(field)
+        bounds = {"low": low, "high": high}
         cases.update({
             "range without high": {"low": low}, "range reversed": {"low": high, "high": low},
-            "range unknown key": {"low": low, "high": high, "sigma": 1}, "range log not bool": {"low": low, "high": high, "log": "yes"},
-            "range step zero": {"low": low, "high": high, "step": 0}, "range step negative": {"low": low, "high": high, "step": -1},
-            "range step nan": {"low": low, "high": high, "step": math.nan},
+            "range unknown key": {**bounds, "sigma": 1}, "range log not bool": {**bounds, "log": "yes"},
+            "range step zero": {**bounds, "step": 0}, "range step negative": {**bounds, "step": -1},
+            "range step nan": {**bounds, "step": math.nan},
         })
-        cases.update({f"range {label}": {"low": low, "high": value} if label == "above high" else {"low": value, "high": high}
-                      for label, value in invalid_scalars(field).items()})
+        for label, value in invalid_scalars(field).items():
+            cases[f"range {label}"] = {**bounds, "high": value} if label == "above high" else {**bounds, "low": value}
     elif field.choices:
         cases["range over choices"] = {"low": field.choices[0], "high": field.choices[-1]}
     return cases
@@ -129,7 +133,8 @@ def generate_cases() -> Iterator[tuple[str, str, dict[str, dict[KeyPath, Any]]]]
         for path, values in cases.items():
             key_path = ".".join(path)
             case_id = key_path + "".join(f"[{v}]" for v in needs.values())
-            yield case_id, key_path, {label: with_value({**BASE, **needs}, path, value) for label, value in values.items()}
+            base = {**BASE, **needs}
+            yield case_id, key_path, {label: with_value(base, path, value) for label, value in values.items()}
 
 
 def with_value(config: dict[KeyPath, Any], path: KeyPath, value: Any) -> dict[KeyPath, Any]:
@@ -170,9 +175,10 @@ def test_every_declared_table_is_walked():
     assert sum(len(configs) for _, configs in CASES.values()) > 1000
 
 
-@pytest.mark.parametrize("table, fields, needs", list(declared_tables()), ids=lambda v: ".".join(v) if isinstance(v, tuple) else "")
+@pytest.mark.parametrize("table, fields, needs", list(declared_tables()),
+                         ids=lambda v: ".".join(v) if isinstance(v, tuple) else "")
 def test_base_with_each_default_is_valid(table, fields, needs):
-    """The base config, with any one declared default written out, resolves: the invalid cases fail for their value only."""
+    """The base config with any one declared default written out resolves: invalid cases fail for their value only."""
     for key, field in fields.items():
         if field.default is not None:
             config = with_value({**BASE, **needs}, table + (key,), field.default)
@@ -205,9 +211,9 @@ def test_fractions_leaving_no_training_samples_are_rejected_up_front(fractions, 
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("key", [key for key, field in DATA_FIELDS.items() if key.endswith("_size") and field.help == "0 = all"])
+@pytest.mark.parametrize("key", [key for key, field in DATA_FIELDS.items() if field.help == "0 = all"])
 def test_a_size_beyond_the_data_is_one_warning_saying_what_is_used(key, capsys):
-    """``data.train_size`` (val, test) larger than the split: the split is used whole, and stderr says so in one line."""
+    """``data.train_size`` (val, test) beyond the split: the split is used whole, and stderr says so in one line."""
     from nas import data
 
     options = config_module.check_table("data", {"name": "synthetic", "synthetic_size": 321, key: 100000}, DATA_FIELDS)
