@@ -23,6 +23,7 @@ from .dashboard.source import (
     trial_row,
 )
 from .errors import UsageError
+from .paths import safe_filename
 from .storage import load_study, mask_url
 
 if TYPE_CHECKING:
@@ -163,7 +164,7 @@ def write_report(snap: Snapshot, out: Path) -> Path:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     study = load_study(args.storage, args.study_name)
-    out = Path(args.out or f"{study.study_name}-report.html")
+    out = Path(args.out or f"{safe_filename(study.study_name)}-report.html")
     write_report(Snapshot.take(study, args.storage), out)
     print(f"report on study '{study.study_name}' written to {out} (self-contained; open it in any browser)")
     return 0
