@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .cli_types import non_empty_str, non_negative_float, non_negative_int, positive_int, seed
 from .errors import UsageError
 
 
@@ -13,13 +15,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit code 2 (argparse's own code)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        # a nas.cli_types validator's message reads like a config error: '--timeout must be a number >= 0, got ..'
+        message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)
         sys.stderr.write(f"nas: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 
 def _add_storage(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--storage", required=required, help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
-    parser.add_argument("--study-name", help="study name (optional when the storage holds exactly one study)")
+    parser.add_argument("--storage", required=required, type=non_empty_str,
+                        help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study name (optional when the storage holds exactly one study)")
 
 
 def _cmd_search(args: argparse.Namespace) -> int:
@@ -61,6 +67,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
                 study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
                 max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), console=console)
     tally = counts(study)
+    if not tally["COMPLETE"]:  # a search without one result is a failure, not a success with an empty front
+        sys.stderr.write(f"nas: error: {_no_trial_completed(study, stopped_by)}\n")
+        return 1
     if tally["COMPLETE"] < n_trials:
         too_many_failed = tally["FAIL"] - failed_before >= failure_budget(n_trials, config["study"]["max_failed"] or None)
         why = "too many FAILED trials (study.max_failed)" if too_many_failed else (stopped_by or "timeout reached")
@@ -70,6 +79,23 @@ def _cmd_search(args: argparse.Namespace) -> int:
     csv_path, json_path = write_front(study, out_dir)
     console.print(f"Pareto front written to {csv_path} and {json_path}")
     return 1 if stopped_by and tally["COMPLETE"] < n_trials else 0  # workers crashed before the target
+
+
+def _no_trial_completed(study: Any, stopped_by: str | None) -> str:
+    """One line: the search ended without a COMPLETE trial, and the most common reason its trials FAILED."""
+    from collections import Counter
+
+    from optuna.trial import TrialState
+
+    from .storage import mask_url
+
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    reasons = Counter(str(trial.user_attrs.get("fail_reason", "no reason recorded")) for trial in failed)
+    if not reasons:
+        return f"no trial completed in study '{study.study_name}' ({stopped_by or 'timeout reached'})"
+    reason, times = reasons.most_common(1)[0]
+    return (f"no trial completed in study '{study.study_name}': {len(failed)} FAILED, "
+            f"most often ({times} of {len(failed)}) with: {mask_url(reason)}")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -95,18 +121,24 @@ def build_parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="run (or resume) a multi-objective search from an experiment TOML file",
                                  description="Run an Optuna multi-objective study: sample architectures and training recipes, "
                                              "train each candidate, score every objective, print and write the Pareto front.")
-    search.add_argument("config", help="experiment TOML file, e.g. experiments/quickstart.toml")
-    search.add_argument("--n-trials", type=int, help="target number of COMPLETE trials in the study (overrides study.n_trials)")
-    search.add_argument("--storage", help="storage URL (overrides study.storage; default sqlite:///runs/nas.db)")
-    search.add_argument("--study-name", help="study name (overrides study.name)")
-    search.add_argument("--seed", type=int, help="base seed for the sampler and every trial (overrides study.seed)")
-    search.add_argument("--sampler", help="tpe, nsga2, nsga3, random or gp (overrides study.sampler)")
-    search.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    search.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides study.device)")
-    search.add_argument("--data-dir", help="folder holding the dataset files (overrides data.data_dir)")
+    search.add_argument("config", type=non_empty_str, help="experiment TOML file, e.g. experiments/quickstart.toml")
+    search.add_argument("--n-trials", type=non_negative_int,
+                        help="target number of COMPLETE trials in the study (overrides study.n_trials)")
+    search.add_argument("--storage", type=non_empty_str,
+                        help="storage URL (overrides study.storage; default sqlite:///runs/nas.db)")
+    search.add_argument("--study-name", type=non_empty_str, help="study name (overrides study.name)")
+    search.add_argument("--seed", type=seed, help="base seed for the sampler and every trial (overrides study.seed)")
+    search.add_argument("--sampler", type=non_empty_str,
+                        help="tpe, nsga2, nsga3, random or gp (overrides study.sampler)")
+    search.add_argument("--timeout", type=non_negative_float,
+                        help="stop starting new trials after this many seconds (0: no limit)")
+    search.add_argument("--device", type=non_empty_str, help="auto, cpu, cuda or cuda:N (overrides study.device)")
+    search.add_argument("--data-dir", type=non_empty_str,
+                        help="folder holding the dataset files (overrides data.data_dir)")
     search.add_argument("--resume", action="store_true", help="continue an existing study with the same config; completed trials are kept")
-    search.add_argument("--out", help="folder for the Pareto front CSV/JSON (default: next to the storage)")
-    search.add_argument("--workers", type=int, default=1,
+    search.add_argument("--out", type=non_empty_str,
+                        help="folder for the Pareto front CSV/JSON (default: next to the storage)")
+    search.add_argument("--workers", type=positive_int, default=1,
                         help="worker processes on this machine (default 1); CPU threads are split between them, an SQLite "
                              "storage becomes a journal file beside it. --n-trials 0 only creates the study for 'nas worker'")
     search.set_defaults(handler=_cmd_search)
@@ -142,7 +174,10 @@ def _load_extra_commands() -> None:
 def main(argv: list[str] | None = None) -> int:
     _load_extra_commands()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a bad option already printed as one line (2)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return int(args.handler(args) or 0)
     except UsageError as error:

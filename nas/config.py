@@ -32,7 +32,12 @@ _MISSING = object()
 
 @dataclass(frozen=True)
 class Field:
-    """One config key: accepted Python types, default, allowed values or numeric bounds."""
+    """One config key: accepted Python types, default, allowed values or numeric bounds.
+
+    Numbers must be finite; strings and lists must not be empty unless ``allow_empty`` (empty means
+    "unset"). A list field's items have the types of its default's items and, if given, one of its
+    ``choices``. ``table`` is the schema of a sub-table field.
+    """
 
     types: tuple[type, ...]
     default: Any = None
@@ -41,9 +46,23 @@ class Field:
     high: float | None = None
     searchable: bool = False
     help: str = ""
+    allow_empty: bool = False
+    table: dict[str, Field] | None = None
+
+    @property
+    def numeric(self) -> bool:
+        return set(self.types) <= {int, float}
+
+    @property
+    def item_field(self) -> Field:
+        """The schema every item of a list field is checked against."""
+        kinds = tuple(dict.fromkeys(type(item) for item in self.default or ()))
+        kinds = (int, float) if float in kinds else kinds
+        return Field(kinds or (object,), choices=self.choices)
 
 
-def _num(default: Any, low: float | None = None, high: float | None = None, searchable: bool = False, integer: bool = False, help: str = "") -> Field:
+def _num(default: Any, low: float | None = None, high: float | None = None, searchable: bool = False,
+         integer: bool = False, help: str = "") -> Field:
     return Field((int,) if integer else (int, float), default, None, low, high, searchable, help)
 
 
@@ -54,13 +73,15 @@ STUDY_FIELDS: dict[str, Field] = {
     "timeout": _num(0, 0, None, help="seconds; 0 = no limit"),
     "seed": _num(0, 0, 2**31 - 1, integer=True),
     "storage": Field((str,), "sqlite:///runs/nas.db"),
-    "artifacts": Field((str,), "", help="artifact folder for weights/details; default: next to the storage"),
+    "artifacts": Field((str,), "", help="artifact folder for weights/details; default: next to the storage",
+                       allow_empty=True),
     "device": Field((str,), "auto"),
     "max_failed": _num(0, 0, 100000, integer=True, help="stop after this many FAILED trials; 0 = n_trials"),
 }
 DATA_FIELDS: dict[str, Field] = {
     "name": Field((str,), "digits", tuple(data_module.available())),
-    "data_dir": Field((str,), ""),
+    "data_dir": Field((str,), "", help="folder holding the dataset files; default: where the loader looks",
+                      allow_empty=True),
     "download": Field((bool,), False),
     "train_size": _num(0, 0, None, integer=True, help="0 = all"),
     "val_size": _num(0, 0, None, integer=True, help="0 = all"),
@@ -68,7 +89,7 @@ DATA_FIELDS: dict[str, Field] = {
     "val_fraction": _num(0.15, 0.01, 0.9),
     "test_fraction": _num(0.15, 0.01, 0.9),
     "seed": _num(0, 0, 2**31 - 1, integer=True),
-    "path": Field((str,), ""),
+    "path": Field((str,), "", help="image-folder: the folder of class sub-folders", allow_empty=True),
     "image_size": _num(32, 4, 512, integer=True),
     "grayscale": Field((bool,), False),
     "synthetic_size": _num(600, 20, 100000, integer=True),
@@ -86,6 +107,8 @@ SECTIONS = ("study", "data", "space", "training", "objectives", "requirements")
 
 
 def _type_names(types: tuple[type, ...]) -> str:
+    if set(types) == {int, float}:
+        return "a finite number"
     names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
     return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
 
@@ -94,10 +117,18 @@ def _check_scalar(path: str, value: Any, field: Field) -> Any:
     ok_type = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
     if not ok_type:
         raise UsageError(f"config: {path} must be {_type_names(field.types)}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"config: {path} must be a finite number, got {value!r}")
+    if isinstance(value, list):
+        if not value and not field.allow_empty:
+            raise UsageError(f"config: {path} must be a non-empty list")
+        return [_check_scalar(f"{path}[{i}]", item, field.item_field) for i, item in enumerate(value)]
     if field.types == (int, float) and isinstance(value, int):
         value = float(value) if not isinstance(field.default, int) else value
     if field.choices is not None and value not in field.choices:
         raise UsageError(f"config: {path} = {value!r} is not allowed; allowed: {', '.join(map(str, field.choices))}")
+    if isinstance(value, str) and not value.strip() and not field.allow_empty:
+        raise UsageError(f"config: {path} must not be empty{f' ({field.help})' if field.help else ''}, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if (field.low is not None and value < field.low) or (field.high is not None and value > field.high):
             bounds = f"[{field.low if field.low is not None else '-inf'}, {field.high if field.high is not None else 'inf'}]"
@@ -105,23 +136,41 @@ def _check_scalar(path: str, value: Any, field: Field) -> Any:
     return value
 
 
+def _check_range(path: str, value: dict[str, Any], field: Field) -> dict[str, Any]:
+    """``{low, high[, log][, step]}`` of a numeric field without fixed choices; bounds converted like scalars."""
+    unknown = set(value) - {"low", "high", "log", "step"}
+    if unknown or "low" not in value or "high" not in value:
+        raise UsageError(
+            f"config: {path} as a range must be {{low = .., high = ..[, log = true][, step = ..]}}, got {value!r}")
+    if not field.numeric or field.choices is not None:
+        allowed = f"; allowed: {', '.join(map(str, field.choices))}" if field.choices is not None else ""
+        raise UsageError(f"config: {path} takes one value or a list of choices, not a range{allowed}")
+    checked = {key: _check_scalar(f"{path}.{key}", value[key], field) for key in ("low", "high")}
+    if checked["low"] > checked["high"]:
+        raise UsageError(f"config: {path}: low ({checked['low']}) must not exceed high ({checked['high']})")
+    if "log" in value:
+        checked["log"] = _check_scalar(f"{path}.log", value["log"], Field((bool,)))
+    if checked.get("log") and checked["low"] <= 0:
+        raise UsageError(f"config: {path}: a log range needs low > 0, got {checked['low']}")
+    if "step" in value:
+        if checked.get("log"):
+            raise UsageError(f"config: {path}: a range takes log = true or a step, not both")
+        checked["step"] = _check_scalar(f"{path}.step", value["step"], Field(field.types, field.default))
+        if checked["step"] <= 0:
+            raise UsageError(f"config: {path}.step must be greater than 0, got {checked['step']!r}")
+    return checked
+
+
 def check_value(path: str, value: Any, field: Field) -> Any:
-    """Validate one value (a range/choice too when the field is searchable) and return it."""
-    if field.searchable and isinstance(value, list):
+    """Validate one value (a range/choice too when the field is searchable, a sub-table's keys) and return it."""
+    if field.table is not None:
+        return check_table(path, value, field.table)
+    if field.searchable and isinstance(value, list) and list not in field.types:
         if not value:
             raise UsageError(f"config: {path} must be a non-empty list of choices")
         return [_check_scalar(f"{path}[{i}]", v, field) for i, v in enumerate(value)]
-    if field.searchable and isinstance(value, dict):
-        unknown = set(value) - {"low", "high", "log", "step"}
-        if unknown or "low" not in value or "high" not in value:
-            raise UsageError(f"config: {path} as a range must be {{low = .., high = ..[, log = true][, step = ..]}}, got {value!r}")
-        low = _check_scalar(f"{path}.low", value["low"], field)
-        high = _check_scalar(f"{path}.high", value["high"], field)
-        if low > high:
-            raise UsageError(f"config: {path}: low ({low}) must not exceed high ({high})")
-        if value.get("log") and low <= 0:
-            raise UsageError(f"config: {path}: a log range needs low > 0, got {low}")
-        return dict(value)
+    if field.searchable and isinstance(value, dict) and dict not in field.types:
+        return _check_range(path, value, field)
     return _check_scalar(path, value, field)
 
 
@@ -132,8 +181,13 @@ def check_table(path: str, table: Any, fields: dict[str, Field]) -> dict[str, An
     for key in table:
         if key not in fields:
             raise UsageError(f"config: unknown key {path}.{key}; allowed: {', '.join(sorted(fields))}")
-    return {key: check_value(f"{path}.{key}", table.get(key, field.default), field) if key in table else copy.deepcopy(field.default)
+    return {key: check_value(f"{path}.{key}", table[key] if key in table else _default(field), field)
             for key, field in fields.items()}
+
+
+def _default(field: Field) -> Any:
+    """A missing key's value: a sub-table gets its own defaults, anything else a copy of its default."""
+    return {} if field.table is not None else copy.deepcopy(field.default)
 
 
 def _space_fields(space: search_spaces.SearchSpace) -> dict[str, Field]:
@@ -171,6 +225,13 @@ def requirement_metrics(objective_names: list[str] | None = None) -> dict[str, t
     return table
 
 
+# One side of a ``[requirements]`` entry: ``accuracy = { min = 0.9 }``.
+REQUIREMENT_FIELDS: dict[str, Field] = {
+    "min": Field((int, float), None, help="the metric must be at least this"),
+    "max": Field((int, float), None, help="the metric must be at most this"),
+}
+
+
 def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
     if not isinstance(table, dict):
         raise UsageError(f"config: [requirements] must be a table, got {table!r}")
@@ -179,14 +240,16 @@ def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
     for metric, bound in table.items():
         if metric not in known:
             raise UsageError(f"config: unknown requirement metric '{metric}'; allowed: {', '.join(sorted(known))}")
-        if not isinstance(bound, dict) or not bound or set(bound) - {"min", "max"}:
+        if not isinstance(bound, dict) or not bound:
             raise UsageError(f"config: requirements.{metric} must be {{min = ..}}, {{max = ..}} or both, got {bound!r}")
-        for side, threshold in bound.items():
-            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
-                raise UsageError(f"config: requirements.{metric}.{side} must be a finite number, got {threshold!r}")
-        if bound.get("min", -math.inf) > bound.get("max", math.inf):
+        unknown = sorted(set(bound) - set(REQUIREMENT_FIELDS))
+        if unknown:
+            raise UsageError(
+                f"config: unknown key requirements.{metric}.{unknown[0]}; allowed: {', '.join(REQUIREMENT_FIELDS)}")
+        checked[metric] = {side: float(_check_scalar(f"requirements.{metric}.{side}", value, REQUIREMENT_FIELDS[side]))
+                           for side, value in bound.items()}
+        if checked[metric].get("min", -math.inf) > checked[metric].get("max", math.inf):
             raise UsageError(f"config: requirements.{metric}: min ({bound['min']}) must not exceed max ({bound['max']})")
-        checked[metric] = {side: float(v) for side, v in bound.items()}
     return checked
 
 
@@ -240,10 +303,20 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(f"config: unknown objective '{name}' in [objectives]; allowed: {', '.join(objectives.available())}")
         resolved["objectives"][name] = check_table(f"objectives.{name}", options, _objective_fields(objectives.get(name)))
     resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
+    _check_data_split(resolved["data"])
     from .training import check_recipe  # cross-field rules (e.g. outlier families vs OOD sets)
 
     check_recipe(resolved)
     return resolved
+
+
+def _check_data_split(data: dict[str, Any]) -> None:
+    """Validation and test fractions are carved out of one pool: together they must leave training samples."""
+    if data["val_fraction"] + data["test_fraction"] >= 1:
+        raise UsageError(
+            f"config: data.val_fraction ({data['val_fraction']}) + data.test_fraction ({data['test_fraction']}) "
+            "must be below 1, or no samples are left for training; lower one of them"
+        )
 
 
 def load(path: str | Path) -> dict[str, Any]:

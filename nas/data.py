@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import gzip
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -192,8 +193,12 @@ def available() -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- splits
 
-def _take(n: int | None, size: int) -> int:
-    return size if not n else min(int(n), size)
+def _take(options: dict[str, Any], key: str, size: int) -> int:
+    """How many of ``size`` samples ``data.<key>`` (0 = all) keeps; asking for more than there are is said."""
+    wanted = int(options.get(key) or 0)
+    if wanted > size:
+        sys.stderr.write(f"nas: warning: data.{key} = {wanted}, but only {size} samples are available; using {size}\n")
+    return min(wanted, size) if wanted else size
 
 
 @functools.lru_cache(maxsize=8)
@@ -220,9 +225,12 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
         if is_image and x_test.max() > 1.0:
             x_test = x_test / 255.0
     val_index, train_index = order[:n_val], order[n_val:]
-    train_index = train_index[: _take(options.get("train_size"), len(train_index))]
-    val_index = val_index[: _take(options.get("val_size"), len(val_index))]
-    test_order = rng.permutation(len(x_test))[: _take(options.get("test_size"), len(x_test))]
+    if not len(train_index):
+        raise DataError(f"data: no training samples left of {len(x_pool)} after the validation and test splits; "
+                        "lower data.val_fraction or data.test_fraction")
+    train_index = train_index[: _take(options, "train_size", len(train_index))]
+    val_index = val_index[: _take(options, "val_size", len(val_index))]
+    test_order = rng.permutation(len(x_test))[: _take(options, "test_size", len(x_test))]
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

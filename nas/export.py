@@ -371,19 +371,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def register_command(subparsers: Any) -> None:
     """Add ``nas export`` to the CLI (picked up by ``nas.cli``)."""
     from .cli import _add_storage
+    from .cli_types import non_empty_str, non_negative_int
 
     parser = subparsers.add_parser(
         "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
         description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md and card.json.",
     )
     _add_storage(parser)
-    parser.add_argument("--trial", type=int, help="trial number to export")
-    parser.add_argument("--pick", help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")
-    parser.add_argument("--out", help="output folder (default: exported/<study>-t<trial>)")
-    parser.add_argument("--artifacts", help="artifact folder holding the weights (default: the one recorded on the study)")
+    parser.add_argument("--trial", type=non_negative_int, help="trial number to export")
+    parser.add_argument("--pick", type=non_empty_str,
+                        help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")
+    parser.add_argument("--out", type=non_empty_str, help="output folder (default: exported/<study>-t<trial>)")
+    parser.add_argument("--artifacts", type=non_empty_str,
+                        help="artifact folder holding the weights (default: the one recorded on the study)")
     parser.add_argument("--format", action="append", choices=sorted(EXTRA_FORMATS),
                         help="also write model.pt2 (export, torch.export), model.onnx (onnx; needs onnx+onnxscript) "
                              "or model.torchscript.pt (torchscript); repeatable")
-    parser.add_argument("--data-dir", help="folder holding the dataset, for class names and split sizes on the card")
+    parser.add_argument("--data-dir", type=non_empty_str,
+                        help="folder holding the dataset, for class names and split sizes on the card")
     parser.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     parser.set_defaults(handler=_cmd_export)

@@ -171,12 +171,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def register_command(subparsers: Any) -> None:
+    from .cli_types import non_empty_str
+
     parser = subparsers.add_parser(
         "report", help="write one self-contained HTML report of a study (Pareto plots, front table, robustness per front trial)",
         description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as a "
                     "table and each front trial's robustness summary. It opens without network access.",
     )
-    parser.add_argument("--storage", required=True, help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
-    parser.add_argument("--study-name", help="study to report on (optional when the storage holds exactly one study)")
-    parser.add_argument("--out", help="HTML file to write (default: <study>-report.html)")
+    parser.add_argument("--storage", required=True, type=non_empty_str,
+                        help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study to report on (optional when the storage holds exactly one study)")
+    parser.add_argument("--out", type=non_empty_str, help="HTML file to write (default: <study>-report.html)")
     parser.set_defaults(handler=_cmd_report)

@@ -28,8 +28,8 @@ import search_spaces
 from . import config as config_module
 from . import data as data_module
 from .errors import UsageError
-from .storage import (default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url, open_artifact_store,
-                      open_storage, strip_credentials, worker_id)
+from .storage import (HEARTBEAT_SECONDS, default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url,
+                      open_artifact_store, open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
 from .training import TrainingDiverged, resolve_device, sample_recipe, train
 
 CONFIG_ATTR = "config"
@@ -242,9 +242,16 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     """Create the study (config stored on it) or, with ``resume``, load it and check the config matches."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_cfg = config["study"]
-    storage = open_storage(study_cfg["storage"])
+    # A resumed study must exist: a mistyped storage path or study name is an error, not a new empty study.
+    url = study_cfg["storage"]
+    storage = open_existing_storage(url, HEARTBEAT_SECONDS) if resume else open_storage(url)
     name = study_cfg["name"]
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    existing = study_names(storage)
+    if resume and name not in existing:
+        raise UsageError(
+            f"--resume: no study named '{name}' in {mask_url(url)}; studies there: {', '.join(existing) or 'none'} "
+            "(pass one of them as --study-name, or drop --resume to start a new study)"
+        )
     if name in existing and not resume:
         raise UsageError(
             f"study '{name}' already exists in {mask_url(study_cfg['storage'])}; pass --resume to continue it or choose another --study-name"

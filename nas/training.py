@@ -37,12 +37,13 @@ def recipe_fields() -> dict[str, Field]:
     """The ``[training]`` schema the config layer validates against.
 
     The robust-training sub-tables (``[training.adversarial]``, ``[training.outlier_exposure]``) are
-    tables here; :func:`check_recipe` validates their keys and fills their defaults.
+    fields with their own schema, so the config layer checks their keys and fills their defaults.
     """
     from .robust_training import SUBTABLES  # robust_training builds on this module
 
     fields = dict(TRAINING_FIELDS)
-    fields.update({name: Field((dict,), {}, help=f"[training.{name}] sub-table") for name in SUBTABLES})
+    fields.update({name: Field((dict,), {}, help=f"[training.{name}] sub-table", table=table)
+                   for name, table in SUBTABLES.items()})
     return fields
 
 

@@ -162,16 +162,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def register_command(subparsers: Any) -> None:
     """Add ``nas verify`` to the CLI (picked up by ``nas.cli``)."""
+    from .cli_types import non_empty_str, non_negative_float
+
     parser = subparsers.add_parser(
         "verify", help="re-evaluate an exported model on the held-out test split; exit 0 only if every requirement holds",
         description="Measure every objective of an export on the test split (never used by the search), compare with the "
                     "requirements and with the validation values. Exit 0: all requirements hold; 1: one fails; 2: bad input.",
     )
-    parser.add_argument("folder", help="export folder written by 'nas export'")
-    parser.add_argument("--requirements", help="TOML file with a [requirements] table (default: the experiment's own requirements)")
-    parser.add_argument("--data-dir", help="folder holding the dataset files (overrides the experiment's data.data_dir)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--gap-tolerance", type=float, default=DEFAULT_GAP_TOLERANCE,
+    parser.add_argument("folder", type=non_empty_str, help="export folder written by 'nas export'")
+    parser.add_argument("--requirements", type=non_empty_str,
+                        help="TOML file with a [requirements] table (default: the experiment's own requirements)")
+    parser.add_argument("--data-dir", type=non_empty_str,
+                        help="folder holding the dataset files (overrides the experiment's data.data_dir)")
+    parser.add_argument("--device", default="auto", type=non_empty_str, help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--gap-tolerance", type=non_negative_float, default=DEFAULT_GAP_TOLERANCE,
                         help="report metrics whose test value differs from validation by more than this "
                              "(absolute for values within [-1, 1], relative above; default %(default)s)")
     parser.add_argument("--fail-on-gap", action="store_true", help="exit 1 when a validation-vs-test gap exceeds the tolerance")

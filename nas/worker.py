@@ -148,21 +148,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register_command(commands: Any) -> None:
+    from .cli_types import non_empty_str, non_negative_float, positive_int
+
     worker = commands.add_parser(
         "worker", help="join a stored study (any host) and run trials until it holds its target",
         description="Join a study created by 'nas search' (the experiment config is stored on it) and run trials until the "
                     "study holds its target of COMPLETE trials. Start any number of workers, on any host, against the same "
                     f"storage. The storage URL may come from ${STORAGE_ENV} instead of --storage.",
     )
-    worker.add_argument("--storage", help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
-    worker.add_argument("--study-name", help="study name (optional when the storage holds exactly one study)")
-    worker.add_argument("--n-trials", type=int, help="target number of COMPLETE trials in the study (default: the study's n_trials)")
-    worker.add_argument("--device", help="auto, cpu, cuda or cuda:N for this worker (default: the study's device)")
-    worker.add_argument("--threads", type=int, help="torch CPU threads for this worker (default: torch's choice)")
-    worker.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    worker.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS,
+    worker.add_argument("--storage", type=non_empty_str,
+                        help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
+    worker.add_argument("--study-name", type=non_empty_str,
+                        help="study name (optional when the storage holds exactly one study)")
+    worker.add_argument("--n-trials", type=positive_int,
+                        help="target number of COMPLETE trials in the study (default: the study's n_trials)")
+    worker.add_argument("--device", type=non_empty_str,
+                        help="auto, cpu, cuda or cuda:N for this worker (default: the study's device)")
+    worker.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads for this worker (default: torch's choice)")
+    worker.add_argument("--timeout", type=non_negative_float,
+                        help="stop starting new trials after this many seconds (0: no limit)")
+    worker.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_SECONDS,
                         help=f"seconds between heartbeats on RDB storages (default {HEARTBEAT_SECONDS}); a trial whose worker misses "
                              "4 of them is FAILED and retried")
-    worker.add_argument("--retry-for", type=float, default=RETRY_SECONDS,
+    worker.add_argument("--retry-for", type=non_negative_float, default=RETRY_SECONDS,
                         help=f"seconds to keep retrying a lost database connection before exiting with code 3 (default {RETRY_SECONDS:.0f})")
     worker.set_defaults(handler=_run)

@@ -120,16 +120,22 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def register_command(subparsers: Any) -> None:
+    from ..cli_types import non_empty_str, port, positive_float
+
     parser = subparsers.add_parser(
         "dashboard", help="explore studies in the browser: Pareto fronts, trial drill-down, compare, export",
         description="Serve a read-only Dash app over an Optuna storage; it refreshes while a search is running.",
     )
-    parser.add_argument("--storage", required=True, help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
-    parser.add_argument("--study-name", help="study to open first (default: the only study, else pick one in the page)")
-    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8050, help="port (default 8050)")
-    parser.add_argument("--allow-host", action="append", metavar="NAME",
+    parser.add_argument("--storage", required=True, type=non_empty_str,
+                        help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study to open first (default: the only study, else pick one in the page)")
+    parser.add_argument("--host", default="127.0.0.1", type=non_empty_str,
+                        help="interface to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=port, default=8050, help="port (default 8050)")
+    parser.add_argument("--allow-host", action="append", metavar="NAME", type=non_empty_str,
                         help="also answer requests addressed to this host name (repeatable); by default only the --host "
                              "value (and localhost names when it is a loopback address) is answered")
-    parser.add_argument("--refresh", type=float, default=5.0, help="seconds between live refreshes (default 5)")
+    parser.add_argument("--refresh", type=positive_float, default=5.0,
+                        help="seconds between live refreshes (default 5)")
     parser.set_defaults(handler=_cmd_dashboard)
