@@ -92,11 +92,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from .storage import load_study
     from .study import Experiment, counts, create_sampler, run_search, stored_config
 
-    for name in ("threads", "heartbeat"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.n_trials is not None and args.n_trials < 1:
-        raise UsageError(f"--n-trials must be a positive integer (the study's target of COMPLETE trials), got {args.n_trials}")
     if args.threads:
         torch.set_num_threads(args.threads)
     url = storage_from(args)
