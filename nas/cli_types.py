@@ -1,4 +1,4 @@
-"""argparse ``type=`` validators shared by every sub-command's options.
+"""argparse ``type=`` validators and option groups shared by every sub-command.
 
 A bad value becomes one line naming the option (``nas: error: --timeout must be a number >= 0, got 'nan'``)
 and exit code 2. Each validator declares what it accepts (kind, bounds, finiteness, emptiness), so a test can
@@ -57,3 +57,11 @@ port = Number(int, low=1, high=65535)
 positive_float = Number(float, low=0, low_open=True)
 non_negative_float = Number(float, low=0)
 non_empty_str = Text()
+
+
+def add_storage_options(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--storage`` and ``--study-name``, the way every sub-command that opens a stored study takes them."""
+    parser.add_argument("--storage", required=required, type=non_empty_str,
+                        help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study name (optional when the storage holds exactly one study)")

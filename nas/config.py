@@ -1,17 +1,17 @@
 """Experiment config: a TOML file validated up front, with messages that name the key path.
 
-Every value is checked against a declared :class:`Field` (type, allowed values, bounds), the way
-scikit-learn validates parameters: the message names the key, what is allowed and what was given.
-Searchable fields accept a scalar (fixed), a list (choice) or ``{low, high[, log]}`` (range).
+Every section is checked against its declarations in the one format of :mod:`nas.schema`: the study and
+data sections here, ``[space]`` from the chosen search space's ``params``, ``[training]`` from
+:mod:`nas.recipe`, each ``[objectives.<name>]`` from that objective's ``params`` and ``[requirements]``
+from :mod:`nas.requirements`. Searchable keys accept a scalar (fixed), a list (choice) or
+``{low, high[, log]}`` (range).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,232 +25,53 @@ import search_spaces
 
 from . import data as data_module
 from .errors import UsageError
+from .recipe import RECIPE_FIELDS, check_recipe
+from .requirements import check_requirements_table
+from .schema import Declaration, check_table, check_value
 
 SAMPLERS = ["tpe", "nsga2", "nsga3", "random", "gp"]
-_MISSING = object()
 
-
-@dataclass(frozen=True)
-class Field:
-    """One config key: accepted Python types, default, allowed values or numeric bounds.
-
-    Numbers must be finite; strings and lists must not be empty unless ``allow_empty`` (empty means
-    "unset"). A list field's items have the types of its default's items and, if given, one of its
-    ``choices``. ``table`` is the schema of a sub-table field.
-    """
-
-    types: tuple[type, ...]
-    default: Any = None
-    choices: tuple[Any, ...] | None = None
-    low: float | None = None
-    high: float | None = None
-    searchable: bool = False
-    help: str = ""
-    allow_empty: bool = False
-    table: dict[str, Field] | None = None
-
-    @property
-    def numeric(self) -> bool:
-        return set(self.types) <= {int, float}
-
-    @property
-    def item_field(self) -> Field:
-        """The schema every item of a list field is checked against."""
-        kinds = tuple(dict.fromkeys(type(item) for item in self.default or ()))
-        kinds = (int, float) if float in kinds else kinds
-        return Field(kinds or (object,), choices=self.choices)
-
-
-def _num(default: Any, low: float | None = None, high: float | None = None, searchable: bool = False,
-         integer: bool = False, help: str = "") -> Field:
-    return Field((int,) if integer else (int, float), default, None, low, high, searchable, help)
-
-
-STUDY_FIELDS: dict[str, Field] = {
-    "name": Field((str,), "nas-study", help="study name in the storage"),
-    "sampler": Field((str,), "tpe", tuple(SAMPLERS)),
-    "n_trials": _num(20, 0, 100000, integer=True, help="target number of COMPLETE trials"),
-    "timeout": _num(0, 0, None, help="seconds; 0 = no limit"),
-    "seed": _num(0, 0, 2**31 - 1, integer=True),
-    "storage": Field((str,), "sqlite:///runs/nas.db"),
-    "artifacts": Field((str,), "", help="artifact folder for weights/details; default: next to the storage",
-                       allow_empty=True),
-    "device": Field((str,), "auto"),
-    "max_failed": _num(0, 0, 100000, integer=True, help="stop after this many FAILED trials; 0 = n_trials"),
+STUDY_FIELDS: dict[str, Declaration] = {
+    "name": {"type": str, "default": "nas-study", "help": "study name in the storage"},
+    "sampler": {"type": str, "default": "tpe", "choices": tuple(SAMPLERS)},
+    "n_trials": {"type": int, "default": 20, "low": 0, "high": 100000, "help": "target number of COMPLETE trials"},
+    "timeout": {"type": float, "default": 0.0, "low": 0, "help": "seconds; 0 = no limit"},
+    "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
+    "storage": {"type": str, "default": "sqlite:///runs/nas.db"},
+    "artifacts": {"type": str, "default": "", "allow_empty": True,
+                  "help": "artifact folder for weights/details; default: next to the storage"},
+    "device": {"type": str, "default": "auto"},
+    "max_failed": {"type": int, "default": 0, "low": 0, "high": 100000,
+                   "help": "stop after this many FAILED trials; 0 = n_trials"},
 }
-DATA_FIELDS: dict[str, Field] = {
-    "name": Field((str,), "digits", tuple(data_module.available())),
-    "data_dir": Field((str,), "", help="folder holding the dataset files; default: where the loader looks",
-                      allow_empty=True),
-    "download": Field((bool,), False),
-    "train_size": _num(0, 0, None, integer=True, help="0 = all"),
-    "val_size": _num(0, 0, None, integer=True, help="0 = all"),
-    "test_size": _num(0, 0, None, integer=True, help="0 = all"),
-    "val_fraction": _num(0.15, 0.01, 0.9),
-    "test_fraction": _num(0.15, 0.01, 0.9),
-    "seed": _num(0, 0, 2**31 - 1, integer=True),
-    "path": Field((str,), "", help="image-folder: the folder of class sub-folders", allow_empty=True),
-    "image_size": _num(32, 4, 512, integer=True),
-    "grayscale": Field((bool,), False),
-    "synthetic_size": _num(600, 20, 100000, integer=True),
-}
-TRAINING_FIELDS: dict[str, Field] = {
-    "epochs": _num(2, 1, 1000, searchable=True, integer=True),
-    "batch_size": _num(128, 1, 65536, searchable=True, integer=True),
-    "lr": _num(3e-3, 1e-6, 10.0, searchable=True),
-    "optimizer": Field((str,), "adam", ("adam", "adamw", "sgd"), searchable=True),
-    "weight_decay": _num(0.0, 0.0, 1.0, searchable=True),
-    "label_smoothing": _num(0.0, 0.0, 0.5, searchable=True),
-    "max_grad_norm": _num(0.0, 0.0, 1e6, help="0 = no clipping"),
+DATA_FIELDS: dict[str, Declaration] = {
+    "name": {"type": str, "default": "digits", "choices": tuple(data_module.available())},
+    "data_dir": {"type": str, "default": "", "allow_empty": True,
+                 "help": "folder holding the dataset files; default: where the loader looks"},
+    "download": {"type": bool, "default": False},
+    "train_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
+    "val_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
+    "test_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
+    "val_fraction": {"type": float, "default": 0.15, "low": 0.01, "high": 0.9},
+    "test_fraction": {"type": float, "default": 0.15, "low": 0.01, "high": 0.9},
+    "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
+    "path": {"type": str, "default": "", "allow_empty": True, "help": "image-folder: the folder of class sub-folders"},
+    "image_size": {"type": int, "default": 32, "low": 4, "high": 512},
+    "grayscale": {"type": bool, "default": False},
+    "synthetic_size": {"type": int, "default": 600, "low": 20, "high": 100000},
 }
 SECTIONS = ("study", "data", "space", "training", "objectives", "requirements")
 
 
-def _type_names(types: tuple[type, ...]) -> str:
-    if set(types) == {int, float}:
-        return "a finite number"
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
-    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
+def space_fields(space: search_spaces.SearchSpace) -> dict[str, Declaration]:
+    """``[space]``: the space's name plus its declared searchable options."""
+    return {"name": {"type": str, "default": space.name, "choices": tuple(search_spaces.available())}, **space.params}
 
 
-def _check_scalar(path: str, value: Any, field: Field) -> Any:
-    ok_type = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
-    if not ok_type:
-        raise UsageError(f"config: {path} must be {_type_names(field.types)}, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise UsageError(f"config: {path} must be a finite number, got {value!r}")
-    if isinstance(value, list):
-        if not value and not field.allow_empty:
-            raise UsageError(f"config: {path} must be a non-empty list")
-        return [_check_scalar(f"{path}[{i}]", item, field.item_field) for i, item in enumerate(value)]
-    if field.types == (int, float) and isinstance(value, int):
-        value = float(value) if not isinstance(field.default, int) else value
-    if field.choices is not None and value not in field.choices:
-        raise UsageError(f"config: {path} = {value!r} is not allowed; allowed: {', '.join(map(str, field.choices))}")
-    if isinstance(value, str) and not value.strip() and not field.allow_empty:
-        raise UsageError(f"config: {path} must not be empty{f' ({field.help})' if field.help else ''}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (field.low is not None and value < field.low) or (field.high is not None and value > field.high):
-            bounds = f"[{field.low if field.low is not None else '-inf'}, {field.high if field.high is not None else 'inf'}]"
-            raise UsageError(f"config: {path} = {value!r} is out of range; allowed: {bounds}")
-    return value
-
-
-def _check_range(path: str, value: dict[str, Any], field: Field) -> dict[str, Any]:
-    """``{low, high[, log][, step]}`` of a numeric field without fixed choices; bounds converted like scalars."""
-    unknown = set(value) - {"low", "high", "log", "step"}
-    if unknown or "low" not in value or "high" not in value:
-        raise UsageError(
-            f"config: {path} as a range must be {{low = .., high = ..[, log = true][, step = ..]}}, got {value!r}")
-    if not field.numeric or field.choices is not None:
-        allowed = f"; allowed: {', '.join(map(str, field.choices))}" if field.choices is not None else ""
-        raise UsageError(f"config: {path} takes one value or a list of choices, not a range{allowed}")
-    checked = {key: _check_scalar(f"{path}.{key}", value[key], field) for key in ("low", "high")}
-    if checked["low"] > checked["high"]:
-        raise UsageError(f"config: {path}: low ({checked['low']}) must not exceed high ({checked['high']})")
-    if "log" in value:
-        checked["log"] = _check_scalar(f"{path}.log", value["log"], Field((bool,)))
-    if checked.get("log") and checked["low"] <= 0:
-        raise UsageError(f"config: {path}: a log range needs low > 0, got {checked['low']}")
-    if "step" in value:
-        if checked.get("log"):
-            raise UsageError(f"config: {path}: a range takes log = true or a step, not both")
-        checked["step"] = _check_scalar(f"{path}.step", value["step"], Field(field.types, field.default))
-        if checked["step"] <= 0:
-            raise UsageError(f"config: {path}.step must be greater than 0, got {checked['step']!r}")
-    return checked
-
-
-def check_value(path: str, value: Any, field: Field) -> Any:
-    """Validate one value (a range/choice too when the field is searchable, a sub-table's keys) and return it."""
-    if field.table is not None:
-        return check_table(path, value, field.table)
-    if field.searchable and isinstance(value, list) and list not in field.types:
-        if not value:
-            raise UsageError(f"config: {path} must be a non-empty list of choices")
-        return [_check_scalar(f"{path}[{i}]", v, field) for i, v in enumerate(value)]
-    if field.searchable and isinstance(value, dict) and dict not in field.types:
-        return _check_range(path, value, field)
-    return _check_scalar(path, value, field)
-
-
-def check_table(path: str, table: Any, fields: dict[str, Field]) -> dict[str, Any]:
-    """Validate a table against declared fields; unknown keys are errors, missing keys get defaults."""
-    if not isinstance(table, dict):
-        raise UsageError(f"config: [{path}] must be a table, got {table!r}")
-    for key in table:
-        if key not in fields:
-            raise UsageError(f"config: unknown key {path}.{key}; allowed: {', '.join(sorted(fields))}")
-    return {key: check_value(f"{path}.{key}", table[key] if key in table else _default(field), field)
-            for key, field in fields.items()}
-
-
-def _default(field: Field) -> Any:
-    """A missing key's value: a sub-table gets its own defaults, anything else a copy of its default."""
-    return {} if field.table is not None else copy.deepcopy(field.default)
-
-
-def _space_fields(space: search_spaces.SearchSpace) -> dict[str, Field]:
-    fields: dict[str, Field] = {"name": Field((str,), space.name, tuple(search_spaces.available()))}
-    for key, default in space.params.items():
-        limit = space.limits[key]
-        if isinstance(limit, list):
-            kinds = tuple({type(v) for v in limit})
-            fields[key] = Field(kinds, default, tuple(limit), searchable=True)
-        else:
-            integer = isinstance(limit[0], int) and isinstance(limit[1], int)
-            fields[key] = _num(default, limit[0], limit[1], searchable=True, integer=integer)
-    return fields
-
-
-def _objective_fields(cls: type[objectives.Objective]) -> dict[str, Field]:
-    fields = {"direction": Field((str,), cls.direction, (cls.direction,), help=cls.description)}
-    for key, spec in cls.params.items():
-        kinds = spec.get("type", type(spec["default"]))
-        kinds = kinds if isinstance(kinds, tuple) else ((int, float) if kinds is float else (kinds,))
-        choices = tuple(spec["choices"]) if "choices" in spec else None
-        fields[key] = Field(kinds, spec["default"], choices, spec.get("low"), spec.get("high"))
-    return fields
-
-
-def requirement_metrics(objective_names: list[str] | None = None) -> dict[str, tuple[str, str]]:
-    """Map every metric usable in ``[requirements]`` to ``(objective, metric)``."""
-    names = objective_names or objectives.available()
-    table: dict[str, tuple[str, str]] = {}
-    for name in names:
-        cls = objectives.get(name)
-        table[name] = (name, name)
-        for metric in cls.metrics:
-            table[metric if metric == name else f"{name}.{metric}"] = (name, metric)
-    return table
-
-
-# One side of a ``[requirements]`` entry: ``accuracy = { min = 0.9 }``.
-REQUIREMENT_FIELDS: dict[str, Field] = {
-    "min": Field((int, float), None, help="the metric must be at least this"),
-    "max": Field((int, float), None, help="the metric must be at most this"),
-}
-
-
-def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
-    if not isinstance(table, dict):
-        raise UsageError(f"config: [requirements] must be a table, got {table!r}")
-    known = requirement_metrics()
-    checked: dict[str, dict[str, float]] = {}
-    for metric, bound in table.items():
-        if metric not in known:
-            raise UsageError(f"config: unknown requirement metric '{metric}'; allowed: {', '.join(sorted(known))}")
-        if not isinstance(bound, dict) or not bound:
-            raise UsageError(f"config: requirements.{metric} must be {{min = ..}}, {{max = ..}} or both, got {bound!r}")
-        unknown = sorted(set(bound) - set(REQUIREMENT_FIELDS))
-        if unknown:
-            raise UsageError(
-                f"config: unknown key requirements.{metric}.{unknown[0]}; allowed: {', '.join(REQUIREMENT_FIELDS)}")
-        checked[metric] = {side: float(_check_scalar(f"requirements.{metric}.{side}", value, REQUIREMENT_FIELDS[side]))
-                           for side, value in bound.items()}
-        if checked[metric].get("min", -math.inf) > checked[metric].get("max", math.inf):
-            raise UsageError(f"config: requirements.{metric}: min ({bound['min']}) must not exceed max ({bound['max']})")
-    return checked
+def objective_fields(cls: type[objectives.Objective]) -> dict[str, Declaration]:
+    """``[objectives.<name>]``: the fixed direction plus the objective's declared options."""
+    direction = {"type": str, "default": cls.direction, "choices": (cls.direction,), "help": cls.description}
+    return {"direction": direction, **cls.params}
 
 
 def _read_toml(path: Path, what: str, missing: str) -> dict[str, Any]:
@@ -265,10 +86,12 @@ def _read_toml(path: Path, what: str, missing: str) -> dict[str, Any]:
 def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:
     """The ``[requirements]`` table of a TOML file (a requirements file, or an experiment file)."""
     path = Path(path)
-    missing = f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)"
+    missing = (f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] "
+               "table (e.g. experiments/requirements.toml)")
     raw = _read_toml(path, "requirements", missing)
     if not isinstance(raw.get("requirements"), dict):
-        raise UsageError(f"requirements: {path} has no [requirements] table; write e.g. '[requirements]' then 'accuracy = {{ min = 0.9 }}'")
+        raise UsageError(f"requirements: {path} has no [requirements] table; "
+                         "write e.g. '[requirements]' then 'accuracy = { min = 0.9 }'")
     try:
         return check_requirements_table(raw["requirements"])
     except UsageError as error:
@@ -289,23 +112,23 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         raise UsageError("config: [space] must be a table")
     space_name = space_table.get("name", "cnn")
     if space_name not in search_spaces.available():
-        raise UsageError(f"config: space.name = {space_name!r} is not allowed; allowed: {', '.join(search_spaces.available())}")
-    resolved["space"] = check_table("space", space_table, _space_fields(search_spaces.get(space_name)))
-    from .training import recipe_fields  # training declares the recipe schema (it may grow subtables)
-
-    resolved["training"] = check_table("training", raw.get("training", {}), recipe_fields())
+        raise UsageError(
+            f"config: space.name = {space_name!r} is not allowed; allowed: {', '.join(search_spaces.available())}")
+    resolved["space"] = check_table("space", space_table, space_fields(search_spaces.get(space_name)))
+    resolved["training"] = check_table("training", raw.get("training", {}), RECIPE_FIELDS)
     objective_table = raw.get("objectives", {"accuracy": {}, "params": {}})
     if not isinstance(objective_table, dict) or not objective_table:
-        raise UsageError(f"config: [objectives] needs at least one objective table; allowed: {', '.join(objectives.available())}")
+        raise UsageError(
+            f"config: [objectives] needs at least one objective table; allowed: {', '.join(objectives.available())}")
     resolved["objectives"] = {}
     for name, options in objective_table.items():
         if name not in objectives.available():
-            raise UsageError(f"config: unknown objective '{name}' in [objectives]; allowed: {', '.join(objectives.available())}")
-        resolved["objectives"][name] = check_table(f"objectives.{name}", options, _objective_fields(objectives.get(name)))
+            raise UsageError(
+                f"config: unknown objective '{name}' in [objectives]; allowed: {', '.join(objectives.available())}")
+        resolved["objectives"][name] = check_table(f"objectives.{name}", options,
+                                                   objective_fields(objectives.get(name)))
     resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
     _check_data_split(resolved["data"])
-    from .training import check_recipe  # cross-field rules (e.g. outlier families vs OOD sets)
-
     check_recipe(resolved)
     return resolved
 

@@ -370,14 +370,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def register_command(subparsers: Any) -> None:
     """Add ``nas export`` to the CLI (picked up by ``nas.cli``)."""
-    from .cli import _add_storage
-    from .cli_types import non_empty_str, non_negative_int
+    from .cli_types import add_storage_options, non_empty_str, non_negative_int
 
     parser = subparsers.add_parser(
         "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
         description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md and card.json.",
     )
-    _add_storage(parser)
+    add_storage_options(parser)
     parser.add_argument("--trial", type=non_negative_int, help="trial number to export")
     parser.add_argument("--pick", type=non_empty_str,
                         help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")

@@ -30,7 +30,10 @@ from . import data as data_module
 from .errors import UsageError
 from .storage import (HEARTBEAT_SECONDS, default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url,
                       open_artifact_store, open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
-from .training import TrainingDiverged, resolve_device, sample_recipe, train
+from .recipe import sample_recipe
+from .requirements import requirement_metrics
+from .robust_training import make_batch_loss
+from .training import TrainingDiverged, resolve_device, train
 
 CONFIG_ATTR = "config"
 
@@ -101,7 +104,7 @@ class Experiment:
     def evaluated_objectives(self) -> list[objectives.Objective]:
         """Optimised objectives plus those only named by requirements, cheapest first."""
         options = dict(self.config["objectives"])
-        needed = {config_module.requirement_metrics()[m][0] for m in self.config["requirements"]}
+        needed = {requirement_metrics()[m][0] for m in self.config["requirements"]}
         for name in needed - set(options):
             options[name] = {}
         built = []
@@ -193,8 +196,6 @@ class Experiment:
     def batch_loss(self, recipe: dict[str, Any]):
         """The per-batch training loss for this recipe: adversarial training and outlier exposure
         (``nas.robust_training``) when the recipe turns them on, else None (plain cross-entropy)."""
-        from .robust_training import make_batch_loss
-
         return make_batch_loss(recipe, self.dataset.data_range)
 
     def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module, results: dict[str, objectives.ObjectiveResult]) -> None:

@@ -74,8 +74,9 @@ class Objective:
     Class attributes:
         name: registry name used in configs (``[objectives.<name>]``).
         direction: ``"maximize"`` or ``"minimize"``.
-        params: budget/options declared as ``{key: {"default": v, "type": t, ...}}``; the config layer
-            validates user values against these declarations (``choices``, ``low``, ``high``).
+        params: budget/options as plain declarations, ``{key: {"type": t, "default": v, "low": .., "high": ..,
+            "choices": .., "help": ..}}`` (``type`` may be left out for a scalar default): the one format that
+            ``nas.schema`` validates config values against, for search-space options and config sections too.
         metrics: metric names this objective reports; ``"<name>"`` alone means the value itself.
         cost_rank: lower runs earlier; staged evaluation runs cheap objectives first.
         worst_value: recorded when the objective is skipped (trial already infeasible).

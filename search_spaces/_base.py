@@ -19,16 +19,17 @@ class SpecError(ValueError):
 class SearchSpace:
     """One family of architectures.
 
-    ``params`` declares each searchable option with its default range (scalar, list or
-    ``{low, high}``); a config may narrow or fix any of them. ``limits`` are the hard bounds a config
-    may not exceed, which keep every sampled model trainable on a laptop CPU. ``check`` validates a
-    spec and returns the keyword arguments of ``model``, a plain ``nn.Module`` class in a module that
-    imports only torch (``*_model.py``): training builds it and ``nas export`` copies its source.
+    ``params`` declares each searchable option as plain data in the format objectives use too
+    (validated by ``nas.schema``): ``{"type": .., "default": .., "low": .., "high": .., "choices": ..,
+    "help": .., "searchable": True}``. ``default`` is the range searched by default (scalar, list or
+    ``{low, high}``), which a config may narrow, widen or fix; ``low``/``high`` or ``choices`` are the hard
+    limits it may not exceed. ``check`` validates a spec and returns the keyword arguments of ``model``, a
+    plain ``nn.Module`` class in a module that imports only torch (``*_model.py``): training builds it and
+    ``nas export`` copies its source.
     """
 
     name: str
-    params: dict[str, Any]
-    limits: dict[str, tuple[Any, Any] | list[Any]]
+    params: dict[str, dict[str, Any]]
     sample: Callable[[optuna.Trial, dict[str, Any]], dict[str, Any]]
     check: Callable[[dict[str, Any]], dict[str, Any]]
     model: type[nn.Module]
@@ -44,6 +45,11 @@ class SearchSpace:
 
 
 _SPACES: dict[str, SearchSpace] = {}
+
+
+def default_ranges(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What ``sample`` searches when a config names no range: each option's declared ``default``."""
+    return {key: option["default"] for key, option in params.items()}
 
 
 def register(space: SearchSpace) -> SearchSpace:

@@ -9,40 +9,39 @@ from typing import Any
 
 import optuna
 
-from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, is_int, is_number, register, require,
-                    require_choice)
+from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, default_ranges, is_int, is_number,
+                    register, require, require_choice)
 from ._modules import ACTIVATIONS
 from ._suggest import suggest
 from .cnn_model import CNN
 
 POOLS = ["max", "avg", "none"]
-PARAMS: dict[str, Any] = {
-    "depth": {"low": 1, "high": 3},
-    "channels": [8, 16, 32, 48],
-    "kernel": [3, 5],
-    "pool": ["max", "avg"],
-    "cardinality": [1, 2, 4, 8],
-    "batch_norm": [True, False],
-    "activation": ["relu", "gelu"],
-    "dropout": {"low": 0.0, "high": 0.5},
-    "hidden": [0, 64, 128],
-    "ensemble": {"low": 1, "high": 3},
+# Each option: the default searched value (``default``) and the hard limits a config may not exceed
+# (``low``/``high`` or ``choices``), which keep every model trainable on a laptop CPU. Format: nas.schema.
+PARAMS: dict[str, dict[str, Any]] = {
+    "depth": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 5, "searchable": True,
+              "help": "number of convolution blocks"},
+    "channels": {"type": int, "default": [8, 16, 32, 48], "low": 4, "high": 256, "searchable": True,
+                 "help": "output channels of each block (rounded up to a multiple of the cardinality)"},
+    "kernel": {"type": int, "default": [3, 5], "choices": [1, 3, 5, 7], "searchable": True,
+               "help": "kernel size of each block"},
+    "pool": {"type": str, "default": ["max", "avg"], "choices": POOLS, "searchable": True,
+             "help": "pooling after each block"},
+    "cardinality": {"type": int, "default": [1, 2, 4, 8], "choices": [1, 2, 4, 8, 16, 32], "searchable": True,
+                    "help": "groups of the split-transform-merge blocks (1 = plain convolutions)"},
+    "batch_norm": {"type": bool, "default": [True, False], "choices": [False, True], "searchable": True},
+    "activation": {"type": str, "default": ["relu", "gelu"], "choices": sorted(ACTIVATIONS), "searchable": True},
+    "dropout": {"type": float, "default": {"low": 0.0, "high": 0.5}, "low": 0.0, "high": 0.9, "searchable": True},
+    "hidden": {"type": int, "default": [0, 64, 128], "low": 0, "high": 1024, "searchable": True,
+               "help": "width of the hidden layer before the classifier (0 = none)"},
+    "ensemble": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 8, "searchable": True,
+                 "help": "independently trained members whose probabilities are averaged"},
 }
-LIMITS: dict[str, Any] = {
-    "depth": (1, 5),
-    "channels": (4, 256),
-    "kernel": [1, 3, 5, 7],
-    "pool": POOLS,
-    "cardinality": [1, 2, 4, 8, 16, 32],
-    "batch_norm": [False, True],
-    "activation": sorted(ACTIVATIONS),
-    "dropout": (0.0, 0.9),
-    "hidden": (0, 1024),
-    "ensemble": (1, 8),
-}
+
+
 def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample the architecture keys of a CNN spec (data keys are added by the caller)."""
-    r = {**PARAMS, **(ranges or {})}
+    r = {**default_ranges(PARAMS), **(ranges or {})}
     depth = suggest(trial, "cnn.depth", r["depth"])
     cardinality = suggest(trial, "cnn.cardinality", r["cardinality"])
     blocks = []
@@ -72,27 +71,31 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
     check_keys(spec, (*COMMON_KEYS, "blocks", "cardinality", "batch_norm", "activation", "dropout", "hidden"))
     shape, num_classes, _ = check_common(spec)
     blocks = require(spec, "blocks", list)
-    if not 1 <= len(blocks) <= LIMITS["depth"][1]:
-        raise SpecError(f"spec.blocks must hold 1-{LIMITS['depth'][1]} blocks, got {len(blocks)}")
-    cardinality = require_choice(spec, "cardinality", LIMITS["cardinality"])
+    if not 1 <= len(blocks) <= PARAMS["depth"]["high"]:
+        raise SpecError(f"spec.blocks must hold 1-{PARAMS['depth']['high']} blocks, got {len(blocks)}")
+    cardinality = require_choice(spec, "cardinality", PARAMS["cardinality"]["choices"])
+    low_channels, high_channels = PARAMS["channels"]["low"], PARAMS["channels"]["high"]
     for i, block in enumerate(blocks):
         where = f"spec.blocks[{i}]"
         if not isinstance(block, dict):
             raise SpecError(f"{where} must be a table with channels, kernel and pool")
         check_keys(block, ("channels", "kernel", "pool"), where)
         channels = require(block, "channels", int, where)
-        if not 4 <= channels <= 256 or channels % cardinality:
-            raise SpecError(f"{where}.channels must be in [4, 256] and divisible by cardinality {cardinality}, got {channels}")
-        require_choice(block, "kernel", LIMITS["kernel"], where)
+        if not low_channels <= channels <= high_channels or channels % cardinality:
+            raise SpecError(f"{where}.channels must be in [{low_channels}, {high_channels}] and divisible by "
+                            f"cardinality {cardinality}, got {channels}")
+        require_choice(block, "kernel", PARAMS["kernel"]["choices"], where)
         require_choice(block, "pool", POOLS, where)
-    activation = require_choice(spec, "activation", LIMITS["activation"])
-    batch_norm = require_choice(spec, "batch_norm", [False, True])
+    activation = require_choice(spec, "activation", PARAMS["activation"]["choices"])
+    batch_norm = require_choice(spec, "batch_norm", PARAMS["batch_norm"]["choices"])
     dropout = spec.get("dropout", 0.0)
-    if not is_number(dropout) or not 0.0 <= dropout <= 0.9:
-        raise SpecError(f"spec.dropout must be a number in [0, 0.9], got {dropout!r}")
+    if not is_number(dropout) or not PARAMS["dropout"]["low"] <= dropout <= PARAMS["dropout"]["high"]:
+        raise SpecError(f"spec.dropout must be a number in [{PARAMS['dropout']['low']}, {PARAMS['dropout']['high']}], "
+                        f"got {dropout!r}")
     hidden = spec.get("hidden", 0)
-    if not is_int(hidden) or not 0 <= hidden <= 1024:
-        raise SpecError(f"spec.hidden must be an int in [0, 1024] (0 = no hidden layer), got {hidden!r}")
+    if not is_int(hidden) or not PARAMS["hidden"]["low"] <= hidden <= PARAMS["hidden"]["high"]:
+        raise SpecError(f"spec.hidden must be an int in [{PARAMS['hidden']['low']}, {PARAMS['hidden']['high']}] "
+                        f"(0 = no hidden layer), got {hidden!r}")
     return {"input_shape": shape, "num_classes": num_classes, "blocks": blocks, "cardinality": cardinality,
             "batch_norm": batch_norm, "activation": activation, "dropout": float(dropout), "hidden": hidden,
             "normalize": spec.get("normalize")}
@@ -110,4 +113,4 @@ def summary(spec: dict[str, Any]) -> str:
     return text
 
 
-SPACE = register(SearchSpace("cnn", PARAMS, LIMITS, sample, check, CNN, summary))
+SPACE = register(SearchSpace("cnn", PARAMS, sample, check, CNN, summary))

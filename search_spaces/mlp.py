@@ -5,33 +5,31 @@ from typing import Any
 
 import optuna
 
-from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, is_int, is_number, register, require,
-                    require_choice)
+from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, default_ranges, is_int, is_number,
+                    register, require, require_choice)
 from ._modules import ACTIVATIONS
 from ._suggest import suggest
 from .mlp_model import MLP
 
-PARAMS: dict[str, Any] = {
-    "depth": {"low": 1, "high": 3},
-    "width": [32, 64, 128, 256],
-    "activation": ["relu", "gelu", "tanh"],
-    "dropout": {"low": 0.0, "high": 0.5},
-    "batch_norm": [False, True],
-    "ensemble": {"low": 1, "high": 3},
-}
-LIMITS: dict[str, Any] = {
-    "depth": (1, 6),
-    "width": (4, 2048),
-    "activation": sorted(ACTIVATIONS),
-    "dropout": (0.0, 0.9),
-    "batch_norm": [False, True],
-    "ensemble": (1, 8),
+# Each option: the default searched value (``default``) and the hard limits a config may not exceed
+# (``low``/``high`` or ``choices``), which keep every model trainable on a laptop CPU. Format: nas.schema.
+PARAMS: dict[str, dict[str, Any]] = {
+    "depth": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 6, "searchable": True,
+              "help": "number of hidden layers"},
+    "width": {"type": int, "default": [32, 64, 128, 256], "low": 4, "high": 2048, "searchable": True,
+              "help": "units of each hidden layer"},
+    "activation": {"type": str, "default": ["relu", "gelu", "tanh"], "choices": sorted(ACTIVATIONS),
+                   "searchable": True},
+    "dropout": {"type": float, "default": {"low": 0.0, "high": 0.5}, "low": 0.0, "high": 0.9, "searchable": True},
+    "batch_norm": {"type": bool, "default": [False, True], "choices": [False, True], "searchable": True},
+    "ensemble": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 8, "searchable": True,
+                 "help": "independently trained members whose probabilities are averaged"},
 }
 
 
 def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[str, Any]:
     """Sample the architecture keys of an MLP spec (data keys are added by the caller)."""
-    r = {**PARAMS, **(ranges or {})}
+    r = {**default_ranges(PARAMS), **(ranges or {})}
     depth = suggest(trial, "mlp.depth", r["depth"])
     return {
         "space": "mlp",
@@ -48,13 +46,15 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
     check_keys(spec, (*COMMON_KEYS, "hidden", "activation", "dropout", "batch_norm"))
     shape, num_classes, _ = check_common(spec)
     hidden = require(spec, "hidden", list)
-    if not 1 <= len(hidden) <= LIMITS["depth"][1] or not all(is_int(w) and 4 <= w <= 2048 for w in hidden):
-        raise SpecError(f"spec.hidden must list 1-6 layer widths in [4, 2048], got {hidden!r}")
-    activation = require_choice(spec, "activation", LIMITS["activation"])
+    depth, low, high = PARAMS["depth"]["high"], PARAMS["width"]["low"], PARAMS["width"]["high"]
+    if not 1 <= len(hidden) <= depth or not all(is_int(w) and low <= w <= high for w in hidden):
+        raise SpecError(f"spec.hidden must list 1-{depth} layer widths in [{low}, {high}], got {hidden!r}")
+    activation = require_choice(spec, "activation", PARAMS["activation"]["choices"])
     dropout = spec.get("dropout", 0.0)
-    if not is_number(dropout) or not 0.0 <= dropout <= 0.9:
-        raise SpecError(f"spec.dropout must be a number in [0, 0.9], got {dropout!r}")
-    batch_norm = require_choice(spec, "batch_norm", [False, True])
+    if not is_number(dropout) or not PARAMS["dropout"]["low"] <= dropout <= PARAMS["dropout"]["high"]:
+        raise SpecError(f"spec.dropout must be a number in [{PARAMS['dropout']['low']}, {PARAMS['dropout']['high']}], "
+                        f"got {dropout!r}")
+    batch_norm = require_choice(spec, "batch_norm", PARAMS["batch_norm"]["choices"])
     return {"input_shape": shape, "num_classes": num_classes, "hidden": hidden, "activation": activation,
             "dropout": float(dropout), "batch_norm": batch_norm, "normalize": spec.get("normalize")}
 
@@ -70,4 +70,4 @@ def summary(spec: dict[str, Any]) -> str:
     return text
 
 
-SPACE = register(SearchSpace("mlp", PARAMS, LIMITS, sample, check, MLP, summary))
+SPACE = register(SearchSpace("mlp", PARAMS, sample, check, MLP, summary))

@@ -10,12 +10,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from nas.cli import _load_extra_commands, build_parser, main
+from nas.cli import build_parser, main
 from nas.cli_types import Number, Text
 
 
 def sub_commands() -> dict[str, argparse.ArgumentParser]:
-    _load_extra_commands()
     parser = build_parser()
     return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
 

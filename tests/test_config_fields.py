@@ -18,8 +18,10 @@ import objectives
 import search_spaces
 from nas import config as config_module
 from nas.cli import main
-from nas.config import DATA_FIELDS, REQUIREMENT_FIELDS, STUDY_FIELDS, Field, _objective_fields, _space_fields
-from nas.training import recipe_fields
+from nas.config import DATA_FIELDS, STUDY_FIELDS, objective_fields, space_fields
+from nas.recipe import RECIPE_FIELDS
+from nas.requirements import REQUIREMENT_FIELDS, requirement_metrics
+from nas.schema import Declaration, Field
 
 KeyPath = tuple[str, ...]
 BASE: dict[KeyPath, Any] = {
@@ -33,23 +35,29 @@ UNKNOWN = "no-such-choice"
 
 def declared_tables() -> Iterator[Table]:
     """(table path, its fields, base keys the table needs) for every table the config layer declares."""
-    yield ("study",), STUDY_FIELDS, {}
-    yield ("data",), DATA_FIELDS, {}
+    yield ("study",), parsed(STUDY_FIELDS), {}
+    yield ("data",), parsed(DATA_FIELDS), {}
     for name in search_spaces.available():
-        yield ("space",), _space_fields(search_spaces.get(name)), {("space", "name"): name}
-    yield from _with_sub_tables(("training",), recipe_fields())
+        yield ("space",), parsed(space_fields(search_spaces.get(name))), {("space", "name"): name}
+    yield from _with_sub_tables(("training",), RECIPE_FIELDS)
     for name in objectives.available():
-        yield ("objectives", name), _objective_fields(objectives.get(name)), {}
-    metrics = config_module.requirement_metrics()
+        yield ("objectives", name), parsed(objective_fields(objectives.get(name))), {}
+    metrics = requirement_metrics()
     for name in objectives.available():  # every metric has the same schema: one plain and one dotted name per objective
         for metric in [name] + [m for m in metrics if m.startswith(f"{name}.")][:1]:
-            yield ("requirements", metric), REQUIREMENT_FIELDS, {}
+            yield ("requirements", metric), parsed(REQUIREMENT_FIELDS), {}
 
 
 Table = tuple[KeyPath, dict[str, Field], dict[KeyPath, Any]]
 
 
-def _with_sub_tables(path: KeyPath, fields: dict[str, Field]) -> Iterator[Table]:
+def parsed(declarations: dict[str, Declaration]) -> dict[str, Field]:
+    """The declarations as the schema module reads them (types, bounds, choices, sub-table)."""
+    return {key: Field.parse(declaration, key) for key, declaration in declarations.items()}
+
+
+def _with_sub_tables(path: KeyPath, declarations: dict[str, Declaration]) -> Iterator[Table]:
+    fields = parsed(declarations)
     yield path, fields, {}
     for key, field in fields.items():
         if field.table is not None:
@@ -211,7 +219,7 @@ def test_fractions_leaving_no_training_samples_are_rejected_up_front(fractions, 
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("key", [key for key, field in DATA_FIELDS.items() if field.help == "0 = all"])
+@pytest.mark.parametrize("key", [key for key, field in DATA_FIELDS.items() if field.get("help") == "0 = all"])
 def test_a_size_beyond_the_data_is_one_warning_saying_what_is_used(key, capsys):
     """``data.train_size`` (val, test) beyond the split: the split is used whole, and stderr says so in one line."""
     from nas import data

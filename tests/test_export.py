@@ -226,8 +226,9 @@ def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tm
     cases = []
     for space_name in search_spaces.available():
         space = search_spaces.get(space_name)
-        limits = {key: list(limit) if isinstance(limit, list) else {"low": limit[0], "high": min(limit[1], 64)}
-                  for key, limit in space.limits.items() if key not in ("depth", "ensemble")}
+        limits = {key: list(option["choices"]) if "choices" in option
+                  else {"low": option["low"], "high": min(option["high"], 64)}
+                  for key, option in space.params.items() if key not in ("depth", "ensemble")}
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=len(space_name)))
         for index in range(4):
             shape = [[1, 12, 12], [3, 9, 7], [2, 30]][index % 3]
