@@ -16,8 +16,7 @@ from ._suggest import suggest
 from .cnn_model import CNN
 
 POOLS = ["max", "avg", "none"]
-# Each option: the default searched value (``default``) and the hard limits a config may not exceed
-# (``low``/``high`` or ``choices``), which keep every model trainable on a laptop CPU. Format: nas.schema.
+# The searchable options: default range and hard limits of each (format: SearchSpace.params).
 PARAMS: dict[str, dict[str, Any]] = {
     "depth": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 5, "searchable": True,
               "help": "number of convolution blocks"},

@@ -11,8 +11,7 @@ from ._modules import ACTIVATIONS
 from ._suggest import suggest
 from .mlp_model import MLP
 
-# Each option: the default searched value (``default``) and the hard limits a config may not exceed
-# (``low``/``high`` or ``choices``), which keep every model trainable on a laptop CPU. Format: nas.schema.
+# The searchable options: default range and hard limits of each (format: SearchSpace.params).
 PARAMS: dict[str, dict[str, Any]] = {
     "depth": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 6, "searchable": True,
               "help": "number of hidden layers"},

@@ -241,3 +241,15 @@ def test_rounding_that_leaves_no_training_sample_is_one_line():
                                                  "test_fraction": 0.49}, DATA_FIELDS)
     with pytest.raises(DataError, match="no training samples left of 20.*data.val_fraction"):
         data.load(options)
+
+
+@pytest.mark.parametrize("declaration", [{"default": 1, "hihg": 5}, {"default": None}, {"type": set, "default": set()}],
+                         ids=["unknown declaration key", "no type", "unknown type"])
+def test_a_malformed_declaration_is_one_line_naming_the_key(declaration):
+    """A user's own objective or space declaring an option wrongly hears which option and what a declaration takes."""
+    from nas.errors import UsageError
+    from nas.schema import check_table
+
+    with pytest.raises(UsageError) as error:
+        check_table("objectives.mine", {}, {"size": declaration})
+    assert "objectives.mine.size is declared" in str(error.value) and "\n" not in str(error.value)
