@@ -104,7 +104,9 @@ def _read_fashion_split(images_path: Path, labels_path: Path) -> tuple[np.ndarra
     """Images ``(n, h, w)`` and labels ``(n,)`` in ``[0, 10)``, or one line naming the file that does not fit."""
     images, labels = _read_idx(images_path), _read_idx(labels_path)
     if images.ndim != 3:
-        raise DataError(f"Fashion-MNIST file {images_path} holds a {images.ndim}-d array, not images (n, height, width); {IDX_FIX}")
+        raise DataError(
+            f"Fashion-MNIST file {images_path} holds a {images.ndim}-d array, not images (n, height, width); {IDX_FIX}"
+        )
     if labels.ndim != 1 or len(labels) != len(images):
         raise DataError(
             f"Fashion-MNIST file {labels_path} holds labels of shape {list(labels.shape)}, not one per image of "
@@ -219,7 +221,7 @@ def _load_image_folder(options: dict[str, Any]) -> tuple:
         raise DataError(f"data.path: {error}") from None
     images = []
     for index, (file, _) in enumerate(folder.samples):
-        with reading(file, "data.path: image", "delete or replace that file", DataError):  # PIL: OSError, SyntaxError...
+        with reading(file, "data.path: image", "delete or replace that file", DataError):  # PIL: OSError, SyntaxError
             images.append(folder[index][0])
     return torch.stack(images).numpy(), np.asarray(folder.targets), None, None, list(folder.classes), True
 

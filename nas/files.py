@@ -23,7 +23,7 @@ def describe(error: BaseException) -> str:
 
 @contextlib.contextmanager
 def reading(path: str | Path, what: str, fix: str, error_class: type[UsageError] = UsageError) -> Iterator[None]:
-    """Turn any error raised while decoding ``path`` into ``error_class("<what> <path> cannot be read: ...; <fix>")``.
+    """Turn any error raised while decoding ``path`` into ``error_class("<what> <path> cannot be read (...); <fix>")``.
 
     Decoders (gzip, PIL, SQLite, JSON, safetensors) each raise their own error types, and often
     ``ValueError``/``SyntaxError``/``EOFError`` rather than ``OSError``; a :class:`UsageError` raised
@@ -37,28 +37,28 @@ def reading(path: str | Path, what: str, fix: str, error_class: type[UsageError]
         raise error_class(f"{what} {path} cannot be read ({describe(error)}); {fix}") from None
 
 
-def read_text(path: str | Path, what: str, fix: str, error_class: type[UsageError] = UsageError) -> str:
+def read_text(path: str | Path, what: str, fix: str) -> str:
     """The UTF-8 text of ``path``; an unreadable or binary file is one line naming it."""
-    with reading(path, what, fix, error_class):
+    with reading(path, what, fix):
         blob = Path(path).read_bytes()
     try:
         return blob.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise error_class(
-            f"{what} {path} is not UTF-8 text (byte {error.start} is {blob[error.start:error.start + 1]!r}: a binary or "
-            f"corrupt file); {fix}"
+        raise UsageError(
+            f"{what} {path} is not UTF-8 text (byte {error.start} is {blob[error.start:error.start + 1]!r}: "
+            f"a binary or corrupt file); {fix}"
         ) from None
 
 
-def read_json(path: str | Path, what: str, fix: str, error_class: type[UsageError] = UsageError) -> Any:
+def read_json(path: str | Path, what: str, fix: str) -> Any:
     """The parsed JSON of ``path``; an empty, cut-off or garbled file is one line naming it."""
-    text = read_text(path, what, fix, error_class)
+    text = read_text(path, what, fix)
     if not text.strip():
-        raise error_class(f"{what} {path} is corrupt (the file is empty); {fix}")
+        raise UsageError(f"{what} {path} is corrupt (the file is empty); {fix}")
     try:
         return json.loads(text)
     except ValueError as error:
-        raise error_class(f"{what} {path} is corrupt (not JSON: {describe(error)}); {fix}") from None
+        raise UsageError(f"{what} {path} is corrupt (not JSON: {describe(error)}); {fix}") from None
 
 
 def _blocked(path: Path, what: str, reason: str) -> UsageError:
@@ -66,7 +66,7 @@ def _blocked(path: Path, what: str, reason: str) -> UsageError:
 
 
 def check_folder_path(path: str | Path, what: str) -> Path:
-    """Fail early, creating nothing, when an existing file stands where ``path`` or one of its parent folders must be."""
+    """Fail early, creating nothing, when a file stands where ``path`` or one of its parent folders must be."""
     path = Path(path)
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:

@@ -105,7 +105,8 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 raise
 
 
-STORAGE_FIX = "pass the --storage URL that 'nas search' used (e.g. --storage sqlite:///runs/nas.db), or restore the file from a backup"
+STORAGE_FIX = ("pass the --storage URL that 'nas search' used (e.g. --storage sqlite:///runs/nas.db), "
+               "or restore the file from a backup")
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -175,7 +176,9 @@ def _check_sqlite(path: Path, what: str, must_hold_study: bool) -> None:
     if verdict != [("ok",)]:
         raise UsageError(f"{what} {path} is damaged (SQLite quick_check: {verdict[0][0]}); {STORAGE_FIX}")
     if must_hold_study and "studies" not in tables:
-        raise UsageError(f"{what} {path} is an SQLite database but holds no Optuna study (no 'studies' table); {STORAGE_FIX}")
+        raise UsageError(
+            f"{what} {path} is an SQLite database but holds no Optuna study (no 'studies' table); {STORAGE_FIX}"
+        )
 
 
 def _check_storage_file(url: str, path: Path, must_exist: bool) -> None:
@@ -197,7 +200,9 @@ def _check_storage_file(url: str, path: Path, must_exist: bool) -> None:
         _check_sqlite(path, what, must_hold_study=must_exist)
 
 
-def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS, *, must_exist: bool = False
+) -> optuna.storages.BaseStorage:
     """An RDB storage for ``sqlite:///``/``postgresql://``..., a journal file for ``journal:PATH``.
 
     RDB storages get Optuna heartbeats: a trial whose worker died is FAILED and retried (see :func:`retry_trial`).
@@ -206,7 +211,9 @@ def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS, *
     the file must be there and hold a study (readers: a typo is an error, not a new empty database).
     """
     if not url.startswith("journal:") and "://" not in url:
-        raise UsageError(f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH")
+        raise UsageError(
+            f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH"
+        )
     path = storage_file(url)
     if path is not None:
         _check_storage_file(url, path, must_exist)
@@ -349,8 +356,9 @@ def open_artifact_store(location: str | Path) -> Any:
 
 
 def open_existing_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
-    """Open a storage that must already exist: an SQLite or journal URL must name an existing file holding a study
-    (a typo is an error, not a new empty database). No heartbeat thread by default: a reader never marks a trial stale."""
+    """Open a storage that must already exist: an SQLite or journal URL must name an existing file holding a
+    study (a typo is an error, not a new empty database). No heartbeat thread by default: a reader never marks
+    a trial stale."""
     return open_storage(url, heartbeat_interval=heartbeat_interval, must_exist=True)
 
 

@@ -27,14 +27,13 @@ from .study import Experiment, check_requirements, flatten_metrics
 DEFAULT_GAP_TOLERANCE = 0.05
 EXPORT_HINT = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
 REEXPORT = "the file is corrupt or was edited: re-export the trial"
-_NUMBER = (int, float)
 # The entries of spec.json that verify reads and the JSON types they must have ("a.*": every value of table a),
 # so a damaged or hand-edited manifest is one line naming the entry, not a traceback deep inside scoring.
 MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
     "format": (str,), "format_version": (int,), "study": (str,), "trial": (int,), "seed": (int, type(None)),
     "spec": (dict,), "spec.input_shape": (list,), "experiment": (dict,), "weights": (dict,), "weights.sha256": (str,),
     "recipe": (dict,), "recipe.outlier_families_seen": (list,), "validation_metrics": (dict,),
-    "validation_metrics.*": (*_NUMBER, type(None)),
+    "validation_metrics.*": (int, float, type(None)),
 }
 REQUIRED_MANIFEST_FIELDS = ("format", "spec", "spec.input_shape", "experiment", "weights", "weights.sha256")
 
@@ -67,7 +66,8 @@ def check_manifest_fields(manifest: Any, path: Path) -> None:
             raise UsageError(f"{path} is corrupt (no '{dotted}' entry); {REEXPORT}")
         for where, value in entries:
             if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-                raise UsageError(f"{path}: '{where}' must be {_type_names(allowed)}, got {json.dumps(value)[:60]}; {REEXPORT}")
+                got = json.dumps(value)[:60]
+                raise UsageError(f"{path}: '{where}' must be {_type_names(allowed)}, got {got}; {REEXPORT}")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -103,13 +103,17 @@ def _check_spec_matches(model: torch.nn.Module, manifest: dict[str, Any], path: 
     try:
         reference = search_spaces.build(manifest["spec"])
     except Exception as error:  # SpecError, or whatever a wrongly typed value trips inside the builder
-        raise UsageError(f"{path}: 'spec' is not an architecture this version can build ({describe(error)}); {REEXPORT}") from None
+        raise UsageError(
+            f"{path}: 'spec' is not an architecture this version can build ({describe(error)}); {REEXPORT}"
+        ) from None
     expected, found = _structure(reference), _structure(model)
     if expected != found:
         first = next((i for i, (a, b) in enumerate(zip(expected, found)) if a != b), min(len(expected), len(found)))
-        detail = f"{(expected + ['nothing'])[first]} per spec.json, {(found + ['nothing'])[first]} in model.py and the weights"
-        raise UsageError(f"{path}: 'spec' (input_shape {manifest['spec']['input_shape']}) does not describe the exported "
-                         f"model: {detail[:300]}; {REEXPORT}")
+        expected_part, found_part = (expected + ["nothing"])[first], (found + ["nothing"])[first]
+        raise UsageError(
+            f"{path}: 'spec' (input_shape {manifest['spec']['input_shape']}) does not describe the exported model: "
+            f"{expected_part[:140]} per spec.json, {found_part[:140]} in model.py and the weights; {REEXPORT}"
+        )
 
 
 def _load_model(folder: Path, manifest: dict[str, Any]) -> torch.nn.Module:
@@ -117,7 +121,7 @@ def _load_model(folder: Path, manifest: dict[str, Any]) -> torch.nn.Module:
     with reading(weights, "weights", REEXPORT):
         blob = weights.read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest["weights"]["sha256"]:
-        raise UsageError(f"{weights} does not match the checksum in spec.json (corrupt or replaced); re-export the trial")
+        raise UsageError(f"{weights} does not match the checksum in spec.json (corrupt or replaced); {REEXPORT}")
     where = f"weights in {folder}"
     model = build_model_source(folder / "model.py")
     load_state(model, state_dict_from_bytes(blob, where), where)
@@ -151,7 +155,9 @@ def verify_export(
     try:
         config = config_module.resolve(manifest["experiment"])
     except UsageError as error:
-        raise UsageError(f"{folder / 'spec.json'}: the stored 'experiment' is not a valid config ({error}); {REEXPORT}") from None
+        raise UsageError(
+            f"{folder / 'spec.json'}: the stored 'experiment' is not a valid config ({error}); {REEXPORT}"
+        ) from None
     if requirements is not None:
         config["requirements"] = requirements
     config["study"]["device"] = device
@@ -160,8 +166,9 @@ def verify_export(
     experiment = Experiment.from_config(config)
     if experiment.dataset.input_shape != manifest["spec"]["input_shape"]:
         raise UsageError(
-            f"{folder / 'spec.json'}: the model takes inputs of shape {manifest['spec']['input_shape']}, but the test data of "
-            f"data.name '{config['data']['name']}' has shape {experiment.dataset.input_shape}; pass the --data-dir the search used"
+            f"{folder / 'spec.json'}: the model takes inputs of shape {manifest['spec']['input_shape']}, but the "
+            f"test data of data.name '{config['data']['name']}' has shape {experiment.dataset.input_shape}; "
+            "pass the --data-dir the search used"
         )
     model.to(experiment.device)
     context = experiment.context(int(manifest.get("seed") or 0), manifest.get("recipe"), split="test")

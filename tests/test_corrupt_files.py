@@ -10,8 +10,6 @@ import gzip
 import hashlib
 import json
 import shutil
-import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +21,7 @@ import torch
 
 from nas import config as config_module
 from nas.cli import main
+from nas.data import FASHION_FILES
 from nas.export import export_trial
 from nas.storage import load_study, open_storage
 from nas.study import Experiment, create_or_load, run_search
@@ -30,8 +29,7 @@ from nas.verify import MANIFEST_FIELDS
 
 STUDY = "matrix"
 SPACE = {"name": "mlp", "depth": 1, "width": [8], "ensemble": 1}
-QUICK = {"training": {"epochs": 1, "batch_size": 32}, "objectives": {"accuracy": {}, "params": {}}}
-FASHION_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+SYNTHETIC = {"name": "synthetic", "synthetic_size": 120}
 
 
 # ------------------------------------------------------------------------------------------ damage
@@ -65,10 +63,11 @@ def study_files(tmp_path_factory) -> dict[str, Path]:
     torch.set_num_threads(1)
     config = config_module.resolve({
         "study": {"name": STUDY, "storage": storage, "n_trials": 1, "sampler": "random", "device": "cpu"},
-        "data": {"name": "synthetic", "synthetic_size": 120}, "space": SPACE, **QUICK,
+        "data": SYNTHETIC, "space": SPACE, "training": {"epochs": 1, "batch_size": 32},
     })
     run_search(create_or_load(config, resume=False), Experiment.from_config(config), 1)
-    optuna.copy_study(from_study_name=STUDY, from_storage=storage, to_storage=open_storage(f"journal:{root}/nas.journal"))
+    journal = open_storage(f"journal:{root}/nas.journal")
+    optuna.copy_study(from_study_name=STUDY, from_storage=storage, to_storage=journal)
     export_trial(load_study(storage, STUDY), 0, root / "export", storage_url=storage)
     return {"sqlite": root / "nas.db", "journal": root / "nas.journal", "export": root / "export"}
 
@@ -111,17 +110,18 @@ def _fashion_folder(folder: Path, compressed: bool) -> Path:
 def idx_setup(stem: str, compressed: bool) -> Callable[[Path, dict], tuple[Path, list[str]]]:
     def setup(folder: Path, study_files: dict) -> tuple[Path, list[str]]:
         data = _fashion_folder(folder, compressed)
-        return data / (f"{stem}.gz" if compressed else stem), _search(folder, {"name": "fashion-mnist", "data_dir": str(data)})
+        argv = _search(folder, {"name": "fashion-mnist", "data_dir": str(data)})
+        return data / (f"{stem}.gz" if compressed else stem), argv
     return setup
 
 
 def config_setup(folder: Path, study_files: dict) -> tuple[Path, list[str]]:
-    argv = _search(folder, {"name": "synthetic", "synthetic_size": 120})
-    text = Path(argv[1]).read_text()
+    argv = _search(folder, SYNTHETIC)
+    path = Path(argv[1])
     # A file cut at a line end can still be valid TOML (a shorter, different config): the cut must break a value.
-    with pytest.raises(tomllib.TOMLDecodeError):
-        tomllib.loads(text[: len(text.encode()) // 2])
-    return Path(argv[1]), argv
+    with pytest.raises(config_module.tomllib.TOMLDecodeError):  # tomllib, or tomli before Python 3.11
+        config_module.tomllib.loads(truncated(path.read_bytes(), np.random.default_rng()).decode())
+    return path, argv
 
 
 def image_setup(folder: Path, study_files: dict) -> tuple[Path, list[str]]:
@@ -175,7 +175,7 @@ FILES: dict[str, ReadFile] = {
     "experiment-config": ReadFile("config", config_setup, text=True),
     "requirements": ReadFile("requirements", requirements_setup, text=True),
     **{f"idx-{stem}{suffix}": ReadFile(f"idx{suffix}", idx_setup(stem, bool(suffix)), text=False)
-       for suffix in ("", ".gz") for stem in FASHION_STEMS},
+       for suffix in ("", ".gz") for stem in FASHION_FILES.values()},
     "image-folder-image": ReadFile("images", image_setup, text=False),
     "journal": ReadFile("journal", storage_setup("journal"), text=True),
     "sqlite": ReadFile("sqlite", storage_setup("sqlite"), text=False),
@@ -254,7 +254,6 @@ def test_spec_entries_of_the_wrong_type(study_files, tmp_path, capsys):
         for wrong in ("text" if not isinstance(value, str) else 7, {"a": 1} if isinstance(value, list) else [1]):
             export = _edited_export(study_files, tmp_path / f"{key}-{type(wrong).__name__}", ["spec", key], wrong)
             code, err = run_cli(capsys, ["verify", str(export)])
-            assert code == 2, (key, wrong, err)
             assert_one_line_error(code, err, str(export / "spec.json"))
 
 
@@ -293,23 +292,22 @@ def test_model_py_that_misbehaves_while_loading(code_text, study_files, tmp_path
 
 
 # ------------------------------------------------------------------------------------------ outputs under a file
-OUTPUT_UNDER_A_FILE = {
-    "search --out": lambda d, blocker: [*_search(d, {"name": "synthetic", "synthetic_size": 120})[:2], "--out", f"{blocker}/out"],
-    "search sqlite storage": lambda d, blocker: [*_search(d, {"name": "synthetic", "synthetic_size": 120})[:2],
-                                                 "--storage", f"sqlite:///{blocker}/x.db"],
-    "search journal storage": lambda d, blocker: [*_search(d, {"name": "synthetic", "synthetic_size": 120})[:2],
-                                                  "--storage", f"journal:{blocker}/x.journal"],
-    "status sqlite storage": lambda d, blocker: ["status", "--storage", f"sqlite:///{blocker}/x.db"],
-    "export --out": lambda d, blocker: ["export", "--storage", f"sqlite:///{d / 'stored.db'}", "--trial", "0", "--out", f"{blocker}/x"],
-    "report --out": lambda d, blocker: ["report", "--storage", f"sqlite:///{d / 'stored.db'}", "--out", f"{blocker}/r.html"],
+OUTPUT_UNDER_A_FILE = {  # each command with a path under an existing file; {stored}: a database holding a study
+    "search --out": "search {config} --out {blocker}/out",
+    "search sqlite storage": "search {config} --storage sqlite:///{blocker}/x.db",
+    "search journal storage": "search {config} --storage journal:{blocker}/x.journal",
+    "status sqlite storage": "status --storage sqlite:///{blocker}/x.db",
+    "export --out": "export --storage sqlite:///{stored} --trial 0 --out {blocker}/x",
+    "report --out": "report --storage sqlite:///{stored} --out {blocker}/r.html",
 }
 
 
 @pytest.mark.parametrize("command", OUTPUT_UNDER_A_FILE.values(), ids=OUTPUT_UNDER_A_FILE.keys())
 def test_path_under_an_existing_file(command, study_files, tmp_path, capsys):
-    shutil.copy(study_files["sqlite"], tmp_path / "stored.db")
+    stored = Path(shutil.copy(study_files["sqlite"], tmp_path / "stored.db"))
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder\n")
-    code, err = run_cli(capsys, command(tmp_path, blocker))
+    paths = {"config": _write_config(tmp_path, SYNTHETIC), "stored": stored, "blocker": blocker}
+    code, err = run_cli(capsys, [part.format(**paths) for part in command.split()])
     assert_one_line_error(code, err, str(blocker))
     assert blocker.read_text() == "not a folder\n"
