@@ -26,7 +26,7 @@ from .study import Experiment, check_requirements, flatten_metrics
 
 DEFAULT_GAP_TOLERANCE = 0.05
 EXPORT_HINT = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
-REEXPORT = "the file is corrupt or was edited: re-export the trial"
+REEXPORT = "re-export the trial (nas export ... --out THIS_FOLDER --force)"
 # The entries of spec.json that verify reads and the JSON types they must have ("a.*": every value of table a),
 # so a damaged or hand-edited manifest is one line naming the entry, not a traceback deep inside scoring.
 MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
