@@ -159,7 +159,7 @@ def _check_journal(path: Path, what: str) -> None:
 
 
 def _check_sqlite(path: Path, what: str, must_hold_study: bool) -> None:
-    """An SQLite file must pass SQLite's own quick check (read-only), so a truncated or garbled database is one
+    """An SQLite file must pass SQLite's own quick check (it only reads), so a truncated or garbled database is one
     line here, not a driver traceback in the middle of reading trials."""
     with reading(path, what, STORAGE_FIX):
         with path.open("rb") as handle:
@@ -167,7 +167,8 @@ def _check_sqlite(path: Path, what: str, must_hold_study: bool) -> None:
     if header != SQLITE_HEADER:
         raise UsageError(f"{what} {path} is not an SQLite database (no SQLite header); {STORAGE_FIX}")
     with reading(path, what, STORAGE_FIX):
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        # Not mode=ro: a hot rollback journal left by a killed writer must be rolled back before reading.
+        connection = sqlite3.connect(str(path), timeout=60)
         try:
             verdict = connection.execute("PRAGMA quick_check").fetchall()
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
