@@ -66,7 +66,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if tally["COMPLETE"] < n_trials:
         too_many_failed = tally["FAIL"] - failed_before >= failure_budget(n_trials, config["study"]["max_failed"] or None)
         why = "too many FAILED trials (study.max_failed)" if too_many_failed else (stopped_by or "timeout reached")
-        console.print(f"[yellow]stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; see 'nas status' for failure reasons")
+        console.print(f"stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; see 'nas status' for failure reasons",
+                      style="yellow")
     print_front(study, console)
     csv_path, json_path = write_front(study, out_dir)
     console.print(f"Pareto front written to {csv_path} and {json_path}")

@@ -11,7 +11,9 @@ Example::
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any, Callable
 
 import search_spaces
@@ -27,7 +29,7 @@ ACTIVATION_SOURCE: dict[str, str] = {
 }
 _POOL_SOURCE = {"max": "MaxPool", "avg": "AvgPool"}
 
-_HEADER = '''"""{title}
+_HEADER = '''"""Exported classifier: {summary}.
 
 Self-contained PyTorch source generated from the architecture spec in spec.json; it imports only
 torch, so you can read it, edit it and ship it without the search tool. Inputs are raw values of
@@ -48,6 +50,8 @@ Usage (weights.safetensors sits next to this file; reading it needs the `safeten
 import torch
 from torch import nn
 
+ARCHITECTURE = {architecture}
+EXPORTED_FROM = {origin}
 INPUT_SHAPE = {input_shape}
 CLASS_NAMES = {class_names}
 '''
@@ -92,7 +96,13 @@ def build() -> nn.Module:
     return {expression}
 '''
 
+_DOCSTRING_UNSAFE = re.compile(r"[^\w .,:;()+=/-]")
 _NO_BN = "nn.Identity(),  # no batch norm (kept so layer numbers match the weights)"
+
+
+def _literal(value: Any) -> Any:
+    """``value`` as plain JSON data (str, int, float, bool, None, list, dict), whose repr() is a Python literal."""
+    return json.loads(json.dumps(value, allow_nan=False)) if value is not None else None
 
 
 def _lines(items: list[str], indent: int) -> str:
@@ -122,11 +132,11 @@ def _mlp(spec: dict[str, Any]) -> tuple[str, str]:
     layers = ["nn.Flatten(),"]
     width_in = math.prod(spec["input_shape"])
     for width in spec["hidden"]:
-        layers.append(f"nn.Linear({width_in}, {width}),")
+        layers.append(f"nn.Linear({width_in}, {int(width)}),")
         if spec["batch_norm"]:
-            layers.append(f"nn.BatchNorm1d({width}),")
+            layers.append(f"nn.BatchNorm1d({int(width)}),")
         layers += [f"{activation},", f"nn.Dropout({dropout!r}),"]
-        width_in = width
+        width_in = int(width)
     steps = "Linear" + (" -> BatchNorm" if spec["batch_norm"] else "") + f" -> {_name(activation)} -> Dropout"
     source = f'''
 
@@ -139,7 +149,7 @@ class MLP(nn.Module):
         self.features = nn.Sequential(
 {_lines(layers, 12)}
         )
-        self.classifier = nn.Linear({width_in}, {spec["num_classes"]})
+        self.classifier = nn.Linear({width_in}, {int(spec["num_classes"])})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.normalize(x)))
@@ -150,7 +160,7 @@ class MLP(nn.Module):
 # ------------------------------------------------------------------------------------------------ cnn
 def _conv_block(spec: dict[str, Any], dims: int) -> str:
     conv, norm = f"nn.Conv{dims}d", f"nn.BatchNorm{dims}d"
-    batch_norm, activation, groups = spec["batch_norm"], ACTIVATION_SOURCE[spec["activation"]], spec["cardinality"]
+    batch_norm, activation, groups = spec["batch_norm"], ACTIVATION_SOURCE[spec["activation"]], int(spec["cardinality"])
     bias = "False" if batch_norm else "True"
 
     def bn(channels: str) -> str:
@@ -192,14 +202,14 @@ class ConvBlock(nn.Module):
 
 
 def _cnn(spec: dict[str, Any]) -> tuple[str, str]:
-    shape = spec["input_shape"]
+    shape = [int(size) for size in spec["input_shape"]]
     dims = len(shape) - 1
     activation = ACTIVATION_SOURCE[spec["activation"]]
     dropout = float(spec.get("dropout", 0.0))
     channels, sizes = shape[0], list(shape[1:])
     layers = []
     for block in spec["blocks"]:
-        layers.append(f"ConvBlock({channels}, {block['channels']}, kernel={block['kernel']}),")
+        layers.append(f"ConvBlock({channels}, {int(block['channels'])}, kernel={int(block['kernel'])}),")
         channels = block["channels"]
         # Same rule as search_spaces.cnn: never pool a map that is already 1 wide.
         if block["pool"] != "none" and min(sizes) >= 2:
@@ -210,9 +220,9 @@ def _cnn(spec: dict[str, Any]) -> tuple[str, str]:
     head = ["nn.Flatten(),", f"nn.Dropout({dropout!r}),"]
     width = flat_source
     if spec.get("hidden", 0):
-        head += [f"nn.Linear({width}, {spec['hidden']}),", f"{activation},", f"nn.Dropout({dropout!r}),"]
+        head += [f"nn.Linear({width}, {int(spec['hidden'])}),", f"{activation},", f"nn.Dropout({dropout!r}),"]
         width = str(spec["hidden"])
-    head.append(f"nn.Linear({width}, {spec['num_classes']}),")
+    head.append(f"nn.Linear({width}, {int(spec['num_classes'])}),")
     source = _conv_block(spec, dims) + f'''
 
 class CNN(nn.Module):
@@ -237,26 +247,36 @@ class CNN(nn.Module):
 GENERATORS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {"mlp": _mlp, "cnn": _cnn}
 
 
-def generate(spec: dict[str, Any], class_names: list[str] | None = None, title: str | None = None) -> str:
+def _docstring_text(text: str) -> str:
+    """Only characters that cannot end or escape a docstring (the exact text is in a repr() literal too)."""
+    return _DOCSTRING_UNSAFE.sub("", text)
+
+
+def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin: dict[str, Any] | None = None) -> str:
     """Python source of a module whose ``build()`` matches ``search_spaces.build(spec)``.
 
+    Text that comes from storage or data (class names, ``origin`` such as the study name and trial number)
+    reaches the source only as ``repr()`` literals; numbers only after the space validated the spec.
     Raises :class:`search_spaces.SpecError` when the spec is invalid or its space has no generator.
     """
-    search_spaces.build(spec)  # validates every key with the space's own messages
+    search_spaces.build(spec)  # validates every key and type with the space's own messages
     if spec["space"] not in GENERATORS:
         raise SpecError(f"export has no code generator for space '{spec['space']}'; supported: {', '.join(sorted(GENERATORS))}")
-    shape = list(spec["input_shape"])
+    shape = [int(size) for size in spec["input_shape"]]
     names = list(class_names) if class_names else [str(i) for i in range(spec["num_classes"])]
     if len(names) != spec["num_classes"]:
         raise SpecError(f"{len(names)} class names given for a spec with num_classes = {spec['num_classes']}")
     ensemble = int(spec.get("ensemble", 1))
     model_source, model_class = GENERATORS[spec["space"]](spec)
+    summary = search_spaces.summary(spec)
     header = _HEADER.format(
-        title=title or f"Exported classifier: {search_spaces.summary(spec)}.",
+        summary=_docstring_text(summary),
+        architecture=repr(summary),
+        origin=repr(_literal(origin)),
         shape=", ".join(map(str, shape)),
         ensemble_note=" (for this ensemble: the log of the members' mean softmax)" if ensemble > 1 else "",
         input_shape=repr(tuple(shape)),
-        class_names=repr(names),
+        class_names=repr([str(name) for name in names]),
     )
     view = ", ".join(["1", "-1"] + ["1"] * (len(shape) - 1))
     expression = f"{model_class}()" if ensemble == 1 else f"Ensemble([{model_class}() for _ in range({ensemble})])"

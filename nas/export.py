@@ -22,8 +22,8 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 import types
+import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +44,8 @@ from .card import build_card, write_card
 from .errors import UsageError
 from .files import check_folder_path, describe
 from .pareto import is_feasible
-from .storage import default_artifact_dir, load_study, mask_url
+from .paths import safe_filename
+from .storage import default_artifact_dir, is_artifact_id, load_study, strip_credentials
 from .study import CONFIG_ATTR, stored_config
 
 EXPORT_FORMAT = "robust-nas-export"
@@ -126,6 +127,9 @@ def read_weights(
     artifact_id = trial.user_attrs.get("weights_artifact")
     if not artifact_id:
         raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); re-run it with 'nas search'")
+    if not is_artifact_id(artifact_id):
+        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id (it would name a "
+                         "path outside the artifact folder); the study's storage was altered")
     folders = _artifact_dirs(study, storage_url, artifacts)
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
@@ -315,20 +319,20 @@ def export_trial(
     model.eval()
 
     stored = study.user_attrs.get(CONFIG_ATTR) or {}
-    config = stored_config(study, mask_url(storage_url) if storage_url else stored.get("study", {}).get("storage", ""))
-    config["study"]["storage"] = mask_url(config["study"]["storage"])
+    config = stored_config(study, strip_credentials(storage_url or stored.get("study", {}).get("storage", "")))
     data = _dataset_info(config, data_dir)
     try:
         source = codegen.generate(spec, class_names=data.get("class_names"),
-                                  title=f"Exported classifier: study '{study.study_name}', trial {trial.number} ({search_spaces.summary(spec)}).")
+                                  origin={"study": study.study_name, "trial": trial.number})
     except search_spaces.SpecError as error:
         raise UsageError(f"trial {trial.number}: {error}") from None
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = out_dir.parent / f".{out_dir.name}-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()  # mode 0777 less the user's umask, like any other output (mkdtemp would make it 0700)
     generated: types.ModuleType | None = None
     try:
-        (staging / "model.py").write_text(source)
+        (staging / "model.py").write_text(source, encoding="utf-8")
         (staging / "weights.safetensors").write_bytes(blob)
         generated = load_model_source(staging / "model.py")
         exported = generated.build()
@@ -359,7 +363,7 @@ def export_trial(
             "files": sorted(p.name for p in staging.iterdir()) + ["spec.json"],
             "experiment": config,
         }
-        (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
         staging.rename(out_dir)
@@ -381,7 +385,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _check_formats(args.format or ())
     study = load_study(args.storage, args.study_name)
     trial = get_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
-    out_dir = Path(args.out) if args.out else Path("exported") / f"{study.study_name}-t{trial.number}"
+    out_dir = Path(args.out) if args.out else Path("exported") / f"{safe_filename(study.study_name)}-t{trial.number}"
     folder = export_trial(study, trial.number, out_dir, storage_url=args.storage, artifacts=args.artifacts,
                           formats=args.format or (), data_dir=args.data_dir, force=args.force)
     card = json.loads((folder / "card.json").read_text())

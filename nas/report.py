@@ -24,6 +24,7 @@ from .dashboard.source import (
 )
 from .errors import UsageError
 from .files import prepare_folder
+from .paths import safe_filename
 from .storage import load_study, mask_url
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ def write_report(snap: Snapshot, out: Path) -> Path:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     study = load_study(args.storage, args.study_name)
-    out = Path(args.out or f"{study.study_name}-report.html")
+    out = Path(args.out or f"{safe_filename(study.study_name)}-report.html")
     write_report(Snapshot.take(study, args.storage), out)
     print(f"report on study '{study.study_name}' written to {out} (self-contained; open it in any browser)")
     return 0

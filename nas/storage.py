@@ -11,6 +11,7 @@ import re
 import socket
 import sqlite3
 import tempfile
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,22 +41,41 @@ class StorageUnavailable(UsageError):
     exit_code = 3
 
 
+# Every place a database URL can carry a password, in the forms SQLAlchemy and libpq accept:
+# ``scheme://user:SECRET@host/db`` and ``scheme://user@host/db?password=SECRET`` (also ``passwd=``, any case).
+_USERINFO_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][\w+.-]*://[^:/@\s]*):(?P<secret>[^\s]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<keep>[?&](?:password|passwd)=)(?P<secret>[^&#\s]*)", re.IGNORECASE)
+
+
 def mask_url(text: str) -> str:
-    """Hide the password of every URL in ``text``: ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"([A-Za-z][\w+.-]*://[^:/@\s]+):\S*@", r"\1:***@", text)
+    """Hide every password in ``text`` (a URL, or a message holding URLs), for printing:
+    ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``, ``...?password=s`` -> ``...?password=***``."""
+    text = _USERINFO_PASSWORD.sub(r"\g<keep>:***@", str(text))
+    return _QUERY_PASSWORD.sub(r"\g<keep>***", text)
 
 
-def _password(url: str) -> str | None:
-    match = re.match(r"[A-Za-z][\w+.-]*://[^:/@\s]+:(\S*)@", url)
-    return match.group(1) if match and match.group(1) else None
+def strip_credentials(url: str) -> str:
+    """``url`` without any password, for storing (a worker brings its own credentials): the userinfo password and
+    ``password=``/``passwd=`` query parameters are removed, everything else is kept."""
+    url = _USERINFO_PASSWORD.sub(r"\g<keep>@", str(url))
+    url = re.sub(r"[?&](?:password|passwd)=[^&#\s]*", "", url, flags=re.IGNORECASE)
+    return url if "?" in url or "&" not in url else url.replace("&", "?", 1)
+
+
+def _passwords(url: str) -> set[str]:
+    """The password(s) in ``url``, raw and percent-decoded, so they can be blanked out of any driver message."""
+    found = {m.group("secret") for m in (*_USERINFO_PASSWORD.finditer(url), *_QUERY_PASSWORD.finditer(url))}
+    found |= {urllib.parse.unquote_plus(secret) for secret in found}
+    return {secret for secret in found if secret}
 
 
 def describe_error(error: BaseException, url: str) -> str:
-    """First line of a driver error with the URL masked and the password itself blanked out."""
+    """First line of a driver error with URLs masked and the password itself blanked out."""
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     reason = mask_url(reason)
-    password = _password(url)
-    return reason.replace(password, "***") if password else reason
+    for secret in sorted(_passwords(url), key=len, reverse=True):
+        reason = reason.replace(secret, "***")
+    return reason
 
 
 def is_connection_error(error: BaseException) -> bool:
@@ -311,6 +331,14 @@ def _host_lock(name: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_ARTIFACT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+
+def is_artifact_id(value: object) -> bool:
+    """An artifact id read from storage names a file in the artifact folder, never a path (no ``/``, no ``..``)."""
+    return isinstance(value, str) and _ARTIFACT_ID.fullmatch(value) is not None
 
 
 def default_artifact_dir(storage_url: str) -> Path:

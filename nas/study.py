@@ -29,7 +29,7 @@ from . import config as config_module
 from . import data as data_module
 from .errors import UsageError
 from .storage import (default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url, open_artifact_store,
-                      open_storage, worker_id)
+                      open_storage, strip_credentials, worker_id)
 from .training import TrainingDiverged, resolve_device, sample_recipe, train
 
 CONFIG_ATTR = "config"
@@ -231,6 +231,13 @@ def flatten_metrics(results: dict[str, objectives.ObjectiveResult]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------- study
+def _storable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as stored on the study: plain JSON, the storage URL without credentials."""
+    stored = json.loads(json.dumps(config))
+    stored["study"]["storage"] = strip_credentials(stored["study"]["storage"])
+    return stored
+
+
 def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     """Create the study (config stored on it) or, with ``resume``, load it and check the config matches."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -252,15 +259,14 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
             )
         n_done = len(study.get_trials(deepcopy=False))
         study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done)
-        study.set_user_attr(CONFIG_ATTR, {**(stored or config), "study": {**(stored or config)["study"], "n_trials": study_cfg["n_trials"]}})
+        base = stored or _storable(config)
+        study.set_user_attr(CONFIG_ATTR, {**base, "study": {**base["study"], "n_trials": study_cfg["n_trials"]}})
         return study
     directions = [objectives.get(n).direction for n in config["objectives"]]
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions, sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"])
     )
-    stored = json.loads(json.dumps(config))
-    stored["study"]["storage"] = mask_url(stored["study"]["storage"])
-    study.set_user_attr(CONFIG_ATTR, stored)
+    study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))
     study.set_user_attr("artifacts", str(config["study"]["artifacts"] or default_artifact_dir(study_cfg["storage"])))
     with warnings.catch_warnings():
@@ -270,7 +276,7 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
 
 
 def stored_config(study: optuna.Study, storage_url: str) -> dict[str, Any]:
-    """The experiment config kept on the study (storage URL restored, since it is stored masked)."""
+    """The experiment config kept on the study (storage URL restored: it is stored without credentials)."""
     config = study.user_attrs.get(CONFIG_ATTR)
     if not config:
         raise UsageError(f"study '{study.study_name}' was not created by 'nas search' (no experiment config stored on it)")

@@ -205,6 +205,7 @@ def verify_export(
 def _print_report(report: dict[str, Any]) -> None:
     from .progress import make_console
     from rich.table import Table
+    from rich.text import Text
 
     from .card import bound_text, fmt
 
@@ -216,21 +217,21 @@ def _print_report(report: dict[str, Any]) -> None:
     for row in report["metrics"]:
         gap = fmt(row["gap"]) + (" !" if row["gap_flagged"] else "")
         requirement = bound_text(row["requirement"]) if "requirement" in row else ""
-        result = "" if "passed" not in row else ("[green]pass" if row["passed"] else "[red]FAIL")
+        result = Text("") if "passed" not in row else (Text("pass", "green") if row["passed"] else Text("FAIL", "red"))
         table.add_row(row["metric"], fmt(row["validation"]), fmt(row["test"]), gap, requirement, result)
     console.print(table)
     for row in report["metrics"]:
         if row["gap_flagged"]:
-            console.print(f"[yellow]gap: {row['metric']} is {fmt(row['test'])} on test vs {fmt(row['validation'])} on validation "
+            console.print(f"gap: {row['metric']} is {fmt(row['test'])} on test vs {fmt(row['validation'])} on validation "
                           f"(tolerance {report['gap_tolerance']:g}): validation numbers may not carry over (the search "
-                          "may have overfit its validation split, or the samples are too few)")
+                          "may have overfit its validation split, or the samples are too few)", style="yellow")
     if not report["requirements"]:
         console.print("no requirements given (none stored with the export and no --requirements file): nothing to gate on")
     elif report["passed"]:
-        console.print(f"[green]PASS[/]: all {report['requirements']} requirement(s) hold on the test split")
+        console.print(Text.assemble(("PASS", "green"), f": all {report['requirements']} requirement(s) hold on the test split"))
     else:
-        console.print(f"[red]FAIL[/]: {len(report['failed'])} of {report['requirements']} requirement(s) do not hold on the test split: "
-                      f"{', '.join(report['failed'])}")
+        console.print(Text.assemble(("FAIL", "red"), f": {len(report['failed'])} of {report['requirements']} requirement(s) do not "
+                                    f"hold on the test split: {', '.join(report['failed'])}"))
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

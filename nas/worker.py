@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import time
@@ -51,7 +52,8 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
                         "stored, restart 'nas worker' once the database is reachable"
                     ) from None
                 if console is not None:
-                    console.print(f"[yellow]storage {mask_url(storage_url)} unreachable ({reason}); retrying in {min(delay, left):.0f} s")
+                    console.print(f"storage {mask_url(storage_url)} unreachable ({reason}); retrying in {min(delay, left):.0f} s",
+                                  style="yellow")
                 time.sleep(min(delay, left))
                 delay = min(2 * delay, 30.0)
                 try:
@@ -70,7 +72,7 @@ def create_only(config: dict[str, Any], resume: bool, console: Any) -> int:
     study = create_or_load(config, resume=resume)
     url = mask_url(config["study"]["storage"])
     console.print(f"study '{study.study_name}' is ready in {url} (target {config['study']['n_trials']} COMPLETE trials, artifacts "
-                  f"{study.user_attrs.get('artifacts')}); on any host run: nas worker --storage {url} --study-name {study.study_name}")
+                  f"{study.user_attrs.get('artifacts')}); on any host run: nas worker --storage {shlex.quote(url)} --study-name {shlex.quote(study.study_name)}")
     return 0
 
 
@@ -111,8 +113,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     study.sampler = create_sampler(config["study"]["sampler"], int(numpy.random.SeedSequence(entropy).generate_state(1)[0]))
     remote = not url.startswith(("sqlite", "journal:"))
     if remote and not os.path.isabs(str(experiment.artifact_dir)) and "://" not in config["study"]["artifacts"]:
-        console.print(f"[yellow]artifacts go to the relative folder {experiment.artifact_dir} on this host; for workers on several hosts "
-                      "set study.artifacts to a shared folder or s3://bucket/prefix")
+        console.print(f"artifacts go to the relative folder {experiment.artifact_dir} on this host; for workers on several hosts "
+                      "set study.artifacts to a shared folder or s3://bucket/prefix", style="yellow")
     console.print(f"worker {worker_id()} joined study '{study.study_name}' in {mask_url(url)}: target {n_trials} COMPLETE trials, "
                   f"device {experiment.device}, {torch.get_num_threads()} thread(s), artifacts {experiment.artifact_dir}")
     try:

@@ -1,6 +1,7 @@
 """Registry and shared checks for search spaces (``sample(trial) -> spec``, ``build(spec) -> nn.Module``)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -42,10 +43,9 @@ def available() -> list[str]:
 
 
 def get(name: str) -> SearchSpace:
-    try:
-        return _SPACES[name]
-    except KeyError:
-        raise SpecError(f"unknown search space '{name}'; allowed: {', '.join(available())}") from None
+    if not isinstance(name, str) or name not in _SPACES:
+        raise SpecError(f"unknown search space {name!r}; allowed: {', '.join(available())}")
+    return _SPACES[name]
 
 
 def build(spec: dict[str, Any]) -> nn.Module:
@@ -60,6 +60,27 @@ def summary(spec: dict[str, Any]) -> str:
     return get(spec["space"]).summary(spec)
 
 
+COMMON_KEYS = ("space", "input_shape", "num_classes", "normalize", "ensemble")
+MAX_INPUT_SIZE = 4096  # per dimension; a spec is data from storage, so its sizes are bounded before anything is built
+
+
+def is_int(value: Any) -> bool:
+    """A real integer (``True`` is not a width)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, NaN or inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_keys(spec: dict[str, Any], allowed: tuple[str, ...], where: str = "spec") -> None:
+    """Reject keys this version does not know: a typo must not build a model with a silent default."""
+    unknown = sorted(str(key) for key in spec if key not in allowed)
+    if unknown:
+        raise SpecError(f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(allowed)}")
+
+
 def require(spec: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = "spec") -> Any:
     """Fetch ``spec[key]`` and check its type, raising :class:`SpecError` naming the key."""
     if key not in spec:
@@ -72,8 +93,9 @@ def require(spec: dict[str, Any], key: str, kind: type | tuple[type, ...], where
 
 
 def require_choice(spec: dict[str, Any], key: str, choices: list[Any], where: str = "spec") -> Any:
+    """``spec[key]`` when it equals one of ``choices`` with the same type (``True`` is not the kernel size 1)."""
     value = spec.get(key)
-    if value not in choices:
+    if not any(value == choice and type(value) is type(choice) for choice in choices):
         raise SpecError(f"{where}.{key} must be one of {choices}, got {value!r}")
     return value
 
@@ -81,20 +103,21 @@ def require_choice(spec: dict[str, Any], key: str, choices: list[Any], where: st
 def check_common(spec: dict[str, Any]) -> tuple[list[int], int, int]:
     """Validate the keys every spec carries; return ``(input_shape, num_classes, ensemble)``."""
     shape = require(spec, "input_shape", list)
-    if not 2 <= len(shape) <= 3 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise SpecError(f"spec.input_shape must be [channels, length] or [channels, height, width], got {shape!r}")
+    if not 2 <= len(shape) <= 3 or not all(is_int(d) and 0 < d <= MAX_INPUT_SIZE for d in shape):
+        raise SpecError(f"spec.input_shape must be [channels, length] or [channels, height, width] with sizes in "
+                        f"[1, {MAX_INPUT_SIZE}], got {shape!r}")
     num_classes = require(spec, "num_classes", int)
-    if num_classes < 2:
-        raise SpecError(f"spec.num_classes must be >= 2, got {num_classes}")
+    if not 2 <= num_classes <= 100_000:
+        raise SpecError(f"spec.num_classes must be in [2, 100000], got {num_classes}")
     ensemble = spec.get("ensemble", 1)
-    if not isinstance(ensemble, int) or not 1 <= ensemble <= 8:
+    if not is_int(ensemble) or not 1 <= ensemble <= 8:
         raise SpecError(f"spec.ensemble must be an int in [1, 8], got {ensemble!r}")
     norm = spec.get("normalize", {"mean": [0.0] * shape[0], "std": [1.0] * shape[0]})
-    if (
-        not isinstance(norm, dict)
-        or len(norm.get("mean", [])) != shape[0]
-        or len(norm.get("std", [])) != shape[0]
-        or any(s <= 0 for s in norm["std"])
+    if not (
+        isinstance(norm, dict) and set(norm) == {"mean", "std"}
+        and all(isinstance(norm[k], list) and len(norm[k]) == shape[0] and all(map(is_number, norm[k])) for k in norm)
+        and all(s > 0 for s in norm["std"])
     ):
-        raise SpecError("spec.normalize must be {mean: [...], std: [...]} with one positive std per input channel")
+        raise SpecError("spec.normalize must be {mean: [...], std: [...]} with one finite mean and one positive std per "
+                        f"input channel, got {norm!r}")
     return shape, num_classes, ensemble

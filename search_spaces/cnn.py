@@ -12,7 +12,8 @@ import optuna
 import torch
 from torch import nn
 
-from ._base import SearchSpace, SpecError, check_common, register, require, require_choice
+from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, is_int, is_number, register, require,
+                    require_choice)
 from ._modules import ACTIVATIONS, Ensemble, Normalize
 from ._suggest import suggest
 
@@ -139,6 +140,7 @@ def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[st
 
 def build(spec: dict[str, Any]) -> nn.Module:
     """Build a CNN (or an ensemble of them) from a spec; raises :class:`SpecError` when invalid."""
+    check_keys(spec, (*COMMON_KEYS, "blocks", "cardinality", "batch_norm", "activation", "dropout", "hidden"))
     shape, num_classes, ensemble = check_common(spec)
     blocks = require(spec, "blocks", list)
     if not 1 <= len(blocks) <= LIMITS["depth"][1]:
@@ -148,6 +150,7 @@ def build(spec: dict[str, Any]) -> nn.Module:
         where = f"spec.blocks[{i}]"
         if not isinstance(block, dict):
             raise SpecError(f"{where} must be a table with channels, kernel and pool")
+        check_keys(block, ("channels", "kernel", "pool"), where)
         channels = require(block, "channels", int, where)
         if not 4 <= channels <= 256 or channels % cardinality:
             raise SpecError(f"{where}.channels must be in [4, 256] and divisible by cardinality {cardinality}, got {channels}")
@@ -156,10 +159,10 @@ def build(spec: dict[str, Any]) -> nn.Module:
     activation = require_choice(spec, "activation", LIMITS["activation"])
     batch_norm = require_choice(spec, "batch_norm", [False, True])
     dropout = spec.get("dropout", 0.0)
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 0.9:
+    if not is_number(dropout) or not 0.0 <= dropout <= 0.9:
         raise SpecError(f"spec.dropout must be a number in [0, 0.9], got {dropout!r}")
     hidden = spec.get("hidden", 0)
-    if not isinstance(hidden, int) or not 0 <= hidden <= 1024:
+    if not is_int(hidden) or not 0 <= hidden <= 1024:
         raise SpecError(f"spec.hidden must be an int in [0, 1024] (0 = no hidden layer), got {hidden!r}")
 
     def member() -> CNN:

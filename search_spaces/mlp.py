@@ -7,7 +7,8 @@ from typing import Any
 import optuna
 from torch import nn
 
-from ._base import SearchSpace, SpecError, check_common, register, require, require_choice
+from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, is_int, is_number, register, require,
+                    require_choice)
 from ._modules import ACTIVATIONS, Ensemble, Normalize
 from ._suggest import suggest
 
@@ -77,13 +78,14 @@ def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[st
 
 def build(spec: dict[str, Any]) -> nn.Module:
     """Build an MLP (or an ensemble of them) from a spec; raises :class:`SpecError` when invalid."""
+    check_keys(spec, (*COMMON_KEYS, "hidden", "activation", "dropout", "batch_norm"))
     shape, num_classes, ensemble = check_common(spec)
     hidden = require(spec, "hidden", list)
-    if not 1 <= len(hidden) <= LIMITS["depth"][1] or not all(isinstance(w, int) and 4 <= w <= 2048 for w in hidden):
+    if not 1 <= len(hidden) <= LIMITS["depth"][1] or not all(is_int(w) and 4 <= w <= 2048 for w in hidden):
         raise SpecError(f"spec.hidden must list 1-6 layer widths in [4, 2048], got {hidden!r}")
     activation = require_choice(spec, "activation", LIMITS["activation"])
     dropout = spec.get("dropout", 0.0)
-    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 0.9:
+    if not is_number(dropout) or not 0.0 <= dropout <= 0.9:
         raise SpecError(f"spec.dropout must be a number in [0, 0.9], got {dropout!r}")
     batch_norm = require_choice(spec, "batch_norm", [False, True])
 
