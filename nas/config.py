@@ -25,6 +25,7 @@ import search_spaces
 
 from . import data as data_module
 from .errors import UsageError
+from .files import read_text
 from .recipe import RECIPE_FIELDS, check_recipe
 from .requirements import check_requirements_table
 from .schema import Declaration, check_table, check_value
@@ -75,12 +76,17 @@ def objective_fields(cls: type[objectives.Objective]) -> dict[str, Declaration]:
 
 
 def _read_toml(path: Path, what: str, missing: str) -> dict[str, Any]:
+    """The table of a TOML file; missing, binary, invalid or empty (no setting at all, e.g. cut to zero) is one line."""
     if not path.is_file():
         raise UsageError(missing)
+    fix = "fix or replace the file (it must be a UTF-8 TOML text file)"
     try:
-        return tomllib.loads(path.read_text())
+        table = tomllib.loads(read_text(path, f"{what}:", fix))
     except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{what}: {path} is not valid TOML ({error})") from None
+        raise UsageError(f"{what}: {path} is not valid TOML ({error}); {fix}") from None
+    if not table:
+        raise UsageError(f"{what}: {path} is empty (no table and no setting); {fix}")
+    return table
 
 
 def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .files import reading
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_FILES = {
@@ -64,13 +65,57 @@ class Dataset:
 # ---------------------------------------------------------------------------------------------- loaders
 # Each loader returns (x_pool, y_pool, x_test, y_test, class_names, is_image); x as float32 numpy.
 
+IDX_FIX = ("replace it with an intact copy (apt-get install --reinstall dataset-fashion-mnist, or delete the folder's "
+           "IDX files and set data.download = true)")
+
+
+def _idx_problem(raw: bytes) -> str | None:
+    """What is wrong with the bytes of an IDX file of unsigned bytes, or None: the header must describe them exactly."""
+    if len(raw) < 4:
+        return f"{len(raw)} bytes, shorter than the 4-byte IDX header" if raw else "the file is empty"
+    if raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 4:
+        return f"header {raw[:4].hex(' ')} is not an IDX header of unsigned bytes (00 00 08 then 1-4 dimensions)"
+    dims = raw[3]
+    if len(raw) < 4 + 4 * dims:
+        return f"the header is cut off ({len(raw)} bytes)"
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    expected, found = int(np.prod(shape)), len(raw) - 4 - 4 * dims
+    if expected != found:
+        return f"the header announces shape {shape}, {expected} bytes of data, but {found} follow (truncated or padded)"
+    return None
+
+
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    """One IDX file, raw or gzip-compressed; anything unreadable or inconsistent is a one-line :class:`DataError`."""
+    with reading(path, "Fashion-MNIST file", IDX_FIX, DataError):  # gzip raises OSError, EOFError or zlib.error
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        else:
+            raw = path.read_bytes()
+    problem = _idx_problem(raw)
+    if problem:
+        raise DataError(f"Fashion-MNIST file {path} is not a valid IDX file ({problem}); {IDX_FIX}")
     dims = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _read_fashion_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, h, w)`` and labels ``(n,)`` in ``[0, 10)``, or one line naming the file that does not fit."""
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if images.ndim != 3:
+        raise DataError(
+            f"Fashion-MNIST file {images_path} holds a {images.ndim}-d array, not images (n, height, width); {IDX_FIX}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"Fashion-MNIST file {labels_path} holds labels of shape {list(labels.shape)}, not one per image of "
+            f"{images_path} ({len(images)}); {IDX_FIX}"
+        )
+    if len(labels) and int(labels.max()) >= len(FASHION_CLASSES):
+        raise DataError(f"Fashion-MNIST file {labels_path} holds label {int(labels.max())}, outside 0-9; {IDX_FIX}")
+    return images, labels
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -104,8 +149,9 @@ def _load_fashion_mnist(options: dict[str, Any]) -> tuple:
         searched.append(str(directory))
         paths = {key: _find_idx(directory, stem) for key, stem in FASHION_FILES.items()}
         if all(paths.values()):
-            arrays = {key: _read_idx(path) for key, path in paths.items()}
-            return (arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], FASHION_CLASSES, True)
+            train_x, train_y = _read_fashion_split(paths["train_x"], paths["train_y"])
+            test_x, test_y = _read_fashion_split(paths["test_x"], paths["test_y"])
+            return train_x, train_y, test_x, test_y, FASHION_CLASSES, True
     if options.get("download"):
         from torchvision.datasets import FashionMNIST
 
@@ -174,8 +220,11 @@ def _load_image_folder(options: dict[str, Any]) -> tuple:
         folder = datasets.ImageFolder(path, transform=transforms.Compose(steps))
     except (FileNotFoundError, RuntimeError) as error:
         raise DataError(f"data.path: {error}") from None
-    xs, ys = zip(*[folder[i] for i in range(len(folder))])
-    return torch.stack(xs).numpy(), np.asarray(ys), None, None, list(folder.classes), True
+    images = []
+    for index, (file, _) in enumerate(folder.samples):
+        with reading(file, "data.path: image", "delete or replace that file", DataError):  # PIL: OSError, SyntaxError
+            images.append(folder[index][0])
+    return torch.stack(images).numpy(), np.asarray(folder.targets), None, None, list(folder.classes), True
 
 
 LOADERS: dict[str, Callable[[dict[str, Any]], tuple]] = {

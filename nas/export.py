@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -24,6 +25,7 @@ import sys
 import types
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,6 +42,7 @@ from . import __version__, codegen
 from . import data as data_module
 from .card import build_card, write_card
 from .errors import UsageError
+from .files import check_folder_path, describe
 from .pareto import is_feasible
 from .paths import safe_filename
 from .storage import default_artifact_dir, is_artifact_id, load_study, strip_credentials
@@ -147,10 +150,11 @@ def read_weights(
 
 
 def state_dict_from_bytes(blob: bytes, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or a one-line :class:`UsageError` for a truncated or garbled one."""
     try:
         return load_safetensors(blob)
     except Exception as error:  # safetensors raises its own error types for truncated/garbled files
-        raise UsageError(f"{where} are corrupt: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        raise UsageError(f"{where} are corrupt: not a readable safetensors file ({describe(error)})") from None
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -162,6 +166,18 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: st
         raise UsageError(f"{where} do not match the architecture: {detail}") from None
 
 
+@contextlib.contextmanager
+def _running_model_code(path: Path, failure: str) -> Iterator[None]:
+    """model.py is code read from a file: whatever it raises, even ``SystemExit`` from a stray ``sys.exit(0)``
+    (which would end the command with a false success), is one line naming the file. Ctrl-C still stops."""
+    try:
+        yield
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except BaseException as error:
+        raise UsageError(f"{path} {failure} ({type(error).__name__}: {describe(error)}); re-export the trial") from None
+
+
 def load_model_source(path: Path) -> types.ModuleType:
     """Import a generated ``model.py`` by path (each call gets a fresh module object)."""
     name = f"_nas_exported_model_{next(_module_ids)}"
@@ -169,13 +185,28 @@ def load_model_source(path: Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # inspect.getsource (TorchScript) looks modules up here
     try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
+        with _running_model_code(path, "cannot be loaded"):
+            module_spec.loader.exec_module(module)
+    except UsageError:
         sys.modules.pop(name, None)
-        raise UsageError(f"{path} cannot be loaded ({type(error).__name__}: {error})".splitlines()[0]) from None
+        raise
     if not callable(getattr(module, "build", None)):
+        sys.modules.pop(name, None)
         raise UsageError(f"{path} defines no build() function; it is not an exported model.py")
     return module
+
+
+def build_model_source(path: Path) -> torch.nn.Module:
+    """``build()`` of the ``model.py`` at ``path``: a fresh ``nn.Module``, or one line saying why not."""
+    module = load_model_source(path)
+    try:
+        with _running_model_code(path, "build() failed"):
+            model = module.build()
+    finally:
+        sys.modules.pop(module.__name__, None)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{path}: build() returned {type(model).__name__}, not a torch.nn.Module; re-export the trial")
+    return model
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -227,6 +258,7 @@ def _write_format(name: str, model: torch.nn.Module, example: torch.Tensor, fold
 
 
 def _check_output(out_dir: Path, force: bool) -> None:
+    check_folder_path(out_dir.parent, f"--out {out_dir}")
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -240,10 +272,12 @@ def _check_output(out_dir: Path, force: bool) -> None:
 
 
 def is_export(folder: Path) -> bool:
+    """Does ``folder`` hold a ``spec.json`` written by ``nas export``? (Unreadable or garbled: no.)"""
     try:
-        return json.loads((folder / "spec.json").read_text()).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
+        manifest = json.loads((folder / "spec.json").read_bytes())
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return False
+    return isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT
 
 
 def export_trial(

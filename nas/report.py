@@ -23,6 +23,7 @@ from .dashboard.source import (
     trial_row,
 )
 from .errors import UsageError
+from .files import prepare_folder
 from .paths import safe_filename
 from .storage import load_study, mask_url
 
@@ -157,7 +158,7 @@ def build_report(snap: Snapshot) -> str:
 def write_report(snap: Snapshot, out: Path) -> Path:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; pass a file name such as {out / 'report.html'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out.parent, f"--out {out}")
     out.write_text(build_report(snap), encoding="utf-8")
     return out
 

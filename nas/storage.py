@@ -5,9 +5,11 @@ import contextlib
 import copy
 import hashlib
 import inspect
+import json
 import os
 import re
 import socket
+import sqlite3
 import tempfile
 import urllib.parse
 import warnings
@@ -17,9 +19,11 @@ from typing import IO, Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
+from .files import prepare_folder, reading
 
 DEFAULT_STORAGE = "sqlite:///runs/nas.db"
 HEARTBEAT_SECONDS = 10
@@ -121,24 +125,125 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 raise
 
 
-def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+STORAGE_FIX = ("pass the --storage URL that 'nas search' used (e.g. --storage sqlite:///runs/nas.db), "
+               "or restore the file from a backup")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def storage_file(url: str) -> Path | None:
+    """The file behind an SQLite or journal URL (None for a server URL or an in-memory database)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+def _journal_problem(blob: bytes) -> str | None:
+    """What makes ``blob`` not a journal of Optuna operations (one JSON object per line), or None."""
+    *lines, tail = blob.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return f"line {number} is not JSON"
+        if not isinstance(entry, dict) or not isinstance(entry.get("op_code"), int):
+            return f"line {number} is not an Optuna journal entry (no op_code)"
+    return f"its last line is cut off after {len(tail)} bytes (the file was truncated)" if tail else None
+
+
+def _read_journal_locked(path: Path) -> bytes | None:
+    """The journal read while holding its writers' lock (no append can be half-written), or None if we cannot lock."""
+    lock = JournalFileSymlinkLock(str(path))
+    try:
+        lock.acquire()
+    except OSError:  # a read-only folder: nobody can be appending there either
+        return None
+    try:
+        return path.read_bytes()
+    finally:
+        lock.release()
+
+
+def _check_journal(path: Path, what: str) -> None:
+    """Optuna silently skips a garbled last line and a cut-off one, so a damaged journal would read as a smaller
+    (or empty) study: every line must be an Optuna entry. A cut-off last line may be an append in progress, so
+    it counts only if it is still there under the writers' lock."""
+    with reading(path, what, STORAGE_FIX):
+        blob = path.read_bytes()
+        if not blob.endswith(b"\n"):
+            blob = _read_journal_locked(path) or blob
+    problem = _journal_problem(blob)
+    if problem:
+        raise UsageError(f"{what} {path} is not an intact Optuna journal: {problem}; {STORAGE_FIX}")
+
+
+def _check_sqlite(path: Path, what: str, must_hold_study: bool) -> None:
+    """An SQLite file must pass SQLite's own quick check (it only reads), so a truncated or garbled database is one
+    line here, not a driver traceback in the middle of reading trials."""
+    with reading(path, what, STORAGE_FIX):
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise UsageError(f"{what} {path} is not an SQLite database (no SQLite header); {STORAGE_FIX}")
+    with reading(path, what, STORAGE_FIX):
+        # Not mode=ro: a hot rollback journal left by a killed writer must be rolled back before reading.
+        connection = sqlite3.connect(str(path), timeout=60)
+        try:
+            verdict = connection.execute("PRAGMA quick_check").fetchall()
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    if verdict != [("ok",)]:
+        raise UsageError(f"{what} {path} is damaged (SQLite quick_check: {verdict[0][0]}); {STORAGE_FIX}")
+    if must_hold_study and "studies" not in tables:
+        raise UsageError(
+            f"{what} {path} is an SQLite database but holds no Optuna study (no 'studies' table); {STORAGE_FIX}"
+        )
+
+
+def _check_storage_file(url: str, path: Path, must_exist: bool) -> None:
+    """The file behind an SQLite/journal URL is a readable storage (or, unless ``must_exist``, not there yet)."""
+    what = f"storage {mask_url(url)}:"
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{what} {path} is a folder or a device, not a storage file; {STORAGE_FIX}")
+    if not path.is_file():
+        if must_exist:
+            raise UsageError(f"{what} no such file '{path}'; {STORAGE_FIX}")
+        return
+    if path.stat().st_size == 0:
+        if must_exist:
+            raise UsageError(f"{what} {path} is empty: no study was ever stored in it; {STORAGE_FIX}")
+        return  # an empty file is a new storage to a writer
+    if url.startswith("journal:"):
+        _check_journal(path, what)
+    else:
+        _check_sqlite(path, what, must_hold_study=must_exist)
+
+
+def open_storage(
+    url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS, *, must_exist: bool = False
+) -> optuna.storages.BaseStorage:
     """An RDB storage for ``sqlite:///``/``postgresql://``..., a journal file for ``journal:PATH``.
 
     RDB storages get Optuna heartbeats: a trial whose worker died is FAILED and retried (see :func:`retry_trial`).
     Journal files have no heartbeat; :func:`fail_trials_of_dead_workers` covers workers on this host.
+    An existing SQLite or journal file is checked first: a damaged one is one line naming it. With ``must_exist``
+    the file must be there and hold a study (readers: a typo is an error, not a new empty database).
     """
+    if not url.startswith("journal:") and "://" not in url:
+        raise UsageError(
+            f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH"
+        )
+    path = storage_file(url)
+    if path is not None:
+        _check_storage_file(url, path, must_exist)
+        prepare_folder(path.parent, f"storage {mask_url(url)}")
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if str(path) and str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-    elif "://" not in url:
-        raise UsageError(f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH")
+        with reading(path, f"storage {mask_url(url)}: journal file", STORAGE_FIX):  # replaying the operations
+            return JournalStorage(JournalFileBackend(str(path)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -276,23 +381,14 @@ def open_artifact_store(location: str | Path) -> Any:
         store = Boto3ArtifactStore(match.group(1))
         prefix = match.group(2).strip("/")
         return _PrefixedArtifactStore(store, prefix + "/") if prefix else store
-    path = Path(location)
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    return FileSystemArtifactStore(str(prepare_folder(location, "artifact folder (study.artifacts)")))
 
 
 def open_existing_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
-    """Open a storage that must already exist: an SQLite or journal URL must name an existing file (a typo is
-    an error, not a new empty database). No heartbeat thread by default: a reader never marks a trial stale."""
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            path = Path(url[len(prefix):])
-            if not path.is_file():
-                raise UsageError(
-                    f"storage {mask_url(url)}: no such file '{path}'; pass the --storage URL that 'nas search' used, "
-                    "e.g. --storage sqlite:///runs/nas.db"
-                )
-    return open_storage(url, heartbeat_interval=heartbeat_interval)
+    """Open a storage that must already exist: an SQLite or journal URL must name an existing file holding a
+    study (a typo is an error, not a new empty database). No heartbeat thread by default: a reader never marks
+    a trial stale."""
+    return open_storage(url, heartbeat_interval=heartbeat_interval, must_exist=True)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -14,43 +14,118 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import search_spaces
+
 from . import config as config_module
 from .errors import UsageError
-from .export import EXPORT_FORMAT, FORMAT_VERSION, REQUIRED_FILES, load_model_source, load_state, state_dict_from_bytes
+from .export import EXPORT_FORMAT, FORMAT_VERSION, REQUIRED_FILES, build_model_source, load_state, state_dict_from_bytes
+from .files import describe, read_json, reading
 from .study import Experiment, check_requirements, flatten_metrics
 
 DEFAULT_GAP_TOLERANCE = 0.05
+EXPORT_HINT = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
+REEXPORT = "re-export the trial (nas export ... --out THIS_FOLDER --force)"
+# The entries of spec.json that verify reads and the JSON types they must have ("a.*": every value of table a),
+# so a damaged or hand-edited manifest is one line naming the entry, not a traceback deep inside scoring.
+MANIFEST_FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,), "format_version": (int,), "study": (str,), "trial": (int,), "seed": (int, type(None)),
+    "spec": (dict,), "spec.input_shape": (list,), "experiment": (dict,), "weights": (dict,), "weights.sha256": (str,),
+    "recipe": (dict,), "recipe.outlier_families_seen": (list,), "validation_metrics": (dict,),
+    "validation_metrics.*": (int, float, type(None)),
+}
+REQUIRED_MANIFEST_FIELDS = ("format", "spec", "spec.input_shape", "experiment", "weights", "weights.sha256")
+
+
+def _entries(manifest: dict[str, Any], dotted: str) -> list[tuple[str, Any]]:
+    """``(key path, value)`` of every entry ``dotted`` names that is present (``*`` matches each key of a table)."""
+    found: list[tuple[str, Any]] = [("", manifest)]
+    for part in dotted.split("."):
+        deeper = []
+        for where, table in found:
+            if isinstance(table, dict):
+                keys = list(table) if part == "*" else [part] if part in table else []
+                deeper += [(f"{where}.{key}" if where else key, table[key]) for key in keys]
+        found = deeper
+    return found
+
+
+def _type_names(types_: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table", type(None): "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in types_))
+
+
+def check_manifest_fields(manifest: Any, path: Path) -> None:
+    """Every entry of :data:`MANIFEST_FIELDS` has its declared type; the required ones are present."""
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise UsageError(f"{path} was not written by 'nas export' (no \"format\": \"{EXPORT_FORMAT}\"); {EXPORT_HINT}")
+    for dotted, allowed in MANIFEST_FIELDS.items():
+        entries = _entries(manifest, dotted)
+        if not entries and dotted in REQUIRED_MANIFEST_FIELDS:
+            raise UsageError(f"{path} is corrupt (no '{dotted}' entry); {REEXPORT}")
+        for where, value in entries:
+            if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+                got = json.dumps(value)[:60]
+                raise UsageError(f"{path}: '{where}' must be {_type_names(allowed)}, got {got}; {REEXPORT}")
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
-    """``spec.json`` of an export folder, or a one-line :class:`UsageError` saying what is wrong."""
-    hint = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
+    """``spec.json`` of an export folder, or a one-line :class:`UsageError` saying what is wrong.
+
+    A ``card.json`` beside it must be intact too: a damaged file in the folder means the export is not the one
+    that was written, and its verdict would not be worth trusting.
+    """
     if not folder.is_dir():
-        raise UsageError(f"{folder} is not a folder; pass the folder 'nas export' wrote ({hint})")
+        raise UsageError(f"{folder} is not a folder; pass the folder 'nas export' wrote ({EXPORT_HINT})")
     missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
     if missing:
-        raise UsageError(f"{folder} is not an export folder (missing {', '.join(missing)}); {hint}")
-    try:
-        manifest = json.loads((folder / "spec.json").read_text())
-    except (ValueError, UnicodeDecodeError) as error:
-        raise UsageError(f"{folder / 'spec.json'} is corrupt (not JSON: {error}); re-export the trial") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
-        raise UsageError(f"{folder / 'spec.json'} was not written by 'nas export' (no \"format\": \"{EXPORT_FORMAT}\"); {hint}")
+        raise UsageError(f"{folder} is not an export folder (missing {', '.join(missing)}); {EXPORT_HINT}")
+    path = folder / "spec.json"
+    manifest = read_json(path, "export manifest", REEXPORT)
+    check_manifest_fields(manifest, path)
     if manifest.get("format_version", 0) > FORMAT_VERSION:
         raise UsageError(f"{folder} was exported by a newer version (format {manifest['format_version']}, this one reads {FORMAT_VERSION}); upgrade robust-nas")
-    for key in ("experiment", "weights", "spec"):
-        if not isinstance(manifest.get(key), dict):
-            raise UsageError(f"{folder / 'spec.json'} is corrupt (no '{key}' entry); re-export the trial")
+    card = folder / "card.json"
+    if card.exists() and not isinstance(read_json(card, "robustness card", REEXPORT), dict):
+        raise UsageError(f"robustness card {card} is corrupt (not a JSON table); {REEXPORT}")
     return manifest
 
 
-def _load_model(folder: Path, manifest: dict[str, Any]):
-    blob = (folder / "weights.safetensors").read_bytes()
-    if hashlib.sha256(blob).hexdigest() != manifest["weights"].get("sha256"):
-        raise UsageError(f"{folder / 'weights.safetensors'} does not match the checksum in spec.json (corrupt or replaced); re-export the trial")
+def _structure(model: torch.nn.Module) -> list[str]:
+    """What two builds of one architecture share: every tensor's name and shape, every leaf module's repr."""
+    return [f"{name} {list(tensor.shape)}" for name, tensor in model.state_dict().items()] + [
+        repr(module) for module in model.modules() if not list(module.children())]
+
+
+def _check_spec_matches(model: torch.nn.Module, manifest: dict[str, Any], path: Path) -> None:
+    """The spec in spec.json must build exactly the model of model.py and the weights (input shape included)."""
+    try:
+        reference = search_spaces.build(manifest["spec"])
+    except Exception as error:  # SpecError, or whatever a wrongly typed value trips inside the builder
+        raise UsageError(
+            f"{path}: 'spec' is not an architecture this version can build ({describe(error)}); {REEXPORT}"
+        ) from None
+    expected, found = _structure(reference), _structure(model)
+    if expected != found:
+        first = next((i for i, (a, b) in enumerate(zip(expected, found)) if a != b), min(len(expected), len(found)))
+        expected_part, found_part = (expected + ["nothing"])[first], (found + ["nothing"])[first]
+        raise UsageError(
+            f"{path}: 'spec' (input_shape {manifest['spec']['input_shape']}) does not describe the exported model: "
+            f"{expected_part[:140]} per spec.json, {found_part[:140]} in model.py and the weights; {REEXPORT}"
+        )
+
+
+def _load_model(folder: Path, manifest: dict[str, Any]) -> torch.nn.Module:
+    weights = folder / "weights.safetensors"
+    with reading(weights, "weights", REEXPORT):
+        blob = weights.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != manifest["weights"]["sha256"]:
+        raise UsageError(f"{weights} does not match the checksum in spec.json (corrupt or replaced); {REEXPORT}")
     where = f"weights in {folder}"
-    model = load_model_source(folder / "model.py").build()
+    model = build_model_source(folder / "model.py")
     load_state(model, state_dict_from_bytes(blob, where), where)
+    _check_spec_matches(model, manifest, folder / "spec.json")
     return model.eval()
 
 
@@ -77,13 +152,24 @@ def verify_export(
     folder = Path(folder)
     manifest = read_manifest(folder)
     model = _load_model(folder, manifest)
-    config = config_module.resolve(manifest["experiment"])
+    try:
+        config = config_module.resolve(manifest["experiment"])
+    except UsageError as error:
+        raise UsageError(
+            f"{folder / 'spec.json'}: the stored 'experiment' is not a valid config ({error}); {REEXPORT}"
+        ) from None
     if requirements is not None:
         config["requirements"] = requirements
     config["study"]["device"] = device
     if data_dir:
         config["data"]["data_dir"] = data_dir
     experiment = Experiment.from_config(config)
+    if experiment.dataset.input_shape != manifest["spec"]["input_shape"]:
+        raise UsageError(
+            f"{folder / 'spec.json'}: the model takes inputs of shape {manifest['spec']['input_shape']}, but the "
+            f"test data of data.name '{config['data']['name']}' has shape {experiment.dataset.input_shape}; "
+            "pass the --data-dir the search used"
+        )
     model.to(experiment.device)
     context = experiment.context(int(manifest.get("seed") or 0), manifest.get("recipe"), split="test")
     results = experiment.score(model, context, staged=False)

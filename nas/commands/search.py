@@ -11,6 +11,7 @@ from ..cli_types import non_empty_str, non_negative_float, non_negative_int, pos
 
 def run_search_command(args: argparse.Namespace) -> int:
     from .. import config as config_module
+    from ..files import check_folder_path
     from ..parallel import prepare_workers, run_local_workers
     from ..pareto import print_front, write_front
     from ..progress import SearchProgress, make_console
@@ -26,6 +27,8 @@ def run_search_command(args: argparse.Namespace) -> int:
     })
     console = make_console()
     config = prepare_workers(config, args.workers, console)
+    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
+    check_folder_path(out_dir, "--out")  # a file in the way fails now, not after the trials have run
     if args.n_trials == 0:
         return create_only(config, args.resume, console)
     experiment = Experiment.from_config(config)
@@ -36,7 +39,6 @@ def run_search_command(args: argparse.Namespace) -> int:
         f"samples of {config['data']['name']}, space {config['space']['name']}, objectives "
         f"{', '.join(experiment.objective_names)}, sampler {config['study']['sampler']}, device {experiment.device}"
     )
-    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
     stopped_by = None
     failed_before = counts(study)["FAIL"]
     with SearchProgress(study, n_trials, console) as progress:
