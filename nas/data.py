@@ -348,7 +348,7 @@ def _load_torchvision(options: dict[str, Any]) -> tuple:
         missing = [file for file in expected if not (root / file).is_file()]
     if missing:
         raise DataError(
-            f"data.dataset = {dataset!r}: {len(missing)} of its files missing under {root}: {', '.join(missing)} "
+            f"data.dataset = {dataset!r}: {len(missing)} of its files are missing under {root}: {', '.join(missing)} "
             f"(torchvision's standard layout); copy them there, or download them with [data] name = \"torchvision\", "
             f"dataset = \"{dataset}\", data_dir = \"{root}\", download = true")
     if layout.meta_file:  # torchvision reads CIFAR's class names after each batch; check the names file first
