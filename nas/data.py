@@ -232,9 +232,13 @@ def _load_image_folder(options: dict[str, Any]) -> tuple:
 # torchvision's own dataset classes read each set's standard on-disk layout; the md5 sums they hold belong to the
 # download, so local copies are checked by decoding them instead (a corrupt file is one line naming it).
 
+TORCHVISION_SETS = ("CIFAR10", "CIFAR100", "SVHN", "MNIST", "KMNIST", "FashionMNIST", "EMNIST")
+EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+
+
 @dataclass(frozen=True)
 class TorchvisionSet:
-    """Where one torchvision data set's files lie under ``data.data_dir`` and how each split is read."""
+    """The files one torchvision data set reads, relative to ``data.data_dir``."""
 
     train_files: tuple[str, ...]
     test_files: tuple[str, ...]
@@ -263,10 +267,6 @@ def _torchvision_layout(dataset: str, emnist_split: str) -> TorchvisionSet:
     return _mnist_family_files(dataset)
 
 
-TORCHVISION_SETS = ("CIFAR10", "CIFAR100", "SVHN", "MNIST", "KMNIST", "FashionMNIST", "EMNIST")
-EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
-
-
 def _torchvision_base(dataset: str) -> type:
     from torchvision import datasets
 
@@ -285,6 +285,11 @@ def _torchvision_class(dataset: str, file: str) -> type:
     return base  # the MNIST family checks existence only and keeps its class name in its raw folder
 
 
+def _emnist_split(dataset: str, options: dict[str, Any]) -> dict[str, str]:
+    """EMNIST's ``split`` keyword (its files and class set); nothing for the other sets."""
+    return {"split": options.get("emnist_split", "balanced")} if dataset == "EMNIST" else {}
+
+
 def _torchvision_fix(dataset: str, root: Path) -> str:
     return (f"replace it with an intact copy, or delete it and set data.download = true "
             f"([data] name = \"torchvision\", dataset = \"{dataset}\", data_dir = \"{root}\", download = true)")
@@ -293,28 +298,27 @@ def _torchvision_fix(dataset: str, root: Path) -> str:
 def _read_torchvision_split(dataset: str, root: Path, files: tuple[str, ...], train: bool,
                             options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images ``(n, c, h, w)`` or ``(n, h, w)`` as bytes, labels and class names of one split, file by file."""
-    fix = _torchvision_fix(dataset, root)
+    what, fix = f"data.dataset = {dataset!r}: file", _torchvision_fix(dataset, root)
     if dataset in ("CIFAR10", "CIFAR100"):
         images, labels, classes = [], [], []
         for file in files:
-            with reading(root / file, f"data.dataset = {dataset!r}: file", fix, DataError):
+            with reading(root / file, what, fix, DataError):
                 part = _torchvision_class(dataset, file)(str(root), train=True)
             images.append(part.data.transpose(0, 3, 1, 2))  # torchvision keeps CIFAR as HWC
             labels.extend(part.targets)
             classes = list(part.classes)
         return np.concatenate(images), np.asarray(labels), classes
     if dataset == "SVHN":
-        with reading(root / files[0], f"data.dataset = {dataset!r}: file", fix, DataError):
+        with reading(root / files[0], what, fix, DataError):
             part = _torchvision_class(dataset, files[0])(str(root), split="train" if train else "test")
         return part.data, part.labels, [str(digit) for digit in range(10)]
     for file in files:  # the MNIST family: torchvision's IDX reader does not check that the data fits the header
-        with reading(root / file, f"data.dataset = {dataset!r}: file", fix, DataError):
+        with reading(root / file, what, fix, DataError):
             problem = _idx_problem((root / file).read_bytes())
         if problem:
-            raise DataError(f"data.dataset = {dataset!r}: file {root / file} is not a valid IDX file ({problem}); {fix}")
-    extra = {"split": options.get("emnist_split", "balanced")} if dataset == "EMNIST" else {}
-    with reading(root / files[0], f"data.dataset = {dataset!r}: files", fix, DataError):
-        part = _torchvision_class(dataset, files[0])(str(root), train=train, **extra)
+            raise DataError(f"{what} {root / file} is not a valid IDX file ({problem}); {fix}")
+    with reading(root / files[0], what, fix, DataError):
+        part = _torchvision_class(dataset, files[0])(str(root), train=train, **_emnist_split(dataset, options))
     return part.data.numpy(), part.targets.numpy(), list(part.classes)
 
 
@@ -322,11 +326,10 @@ def _download_torchvision(dataset: str, root: Path, options: dict[str, Any]) -> 
     """Let torchvision fetch and checksum the files (its own classes, md5 sums included); failures are one line."""
     base = _torchvision_base(dataset)
     splits = ({"split": "train"}, {"split": "test"}) if dataset == "SVHN" else ({"train": True}, {"train": False})
-    extra = {"split": options.get("emnist_split", "balanced")} if dataset == "EMNIST" else {}
     try:
         root.mkdir(parents=True, exist_ok=True)
         for split in splits:
-            base(str(root), download=True, **split, **extra)
+            base(str(root), download=True, **split, **_emnist_split(dataset, options))
     except Exception as error:  # network, disk and checksum errors vary by platform
         raise DataError(f"data.download: could not download {dataset} into {root} ({describe(error)}); "
                         "check the network connection, or copy the files there yourself and set "
@@ -351,17 +354,20 @@ def _load_torchvision(options: dict[str, Any]) -> tuple:
             f"data.dataset = {dataset!r}: {len(missing)} of its files are missing under {root}: {', '.join(missing)} "
             f"(torchvision's standard layout); copy them there, or download them with [data] name = \"torchvision\", "
             f"dataset = \"{dataset}\", data_dir = \"{root}\", download = true")
+    fix = _torchvision_fix(dataset, root)
     if layout.meta_file:  # torchvision reads CIFAR's class names after each batch; check the names file first
-        with reading(root / layout.meta_file, f"data.dataset = {dataset!r}: file", _torchvision_fix(dataset, root),
-                     DataError):
+        with reading(root / layout.meta_file, f"data.dataset = {dataset!r}: file", fix, DataError):
             with open(root / layout.meta_file, "rb") as handle:
                 pickle.load(handle, encoding="latin1")[_torchvision_base(dataset).meta["key"]]
     train_x, train_y, classes = _read_torchvision_split(dataset, root, layout.train_files, True, options)
     test_x, test_y, _ = _read_torchvision_split(dataset, root, layout.test_files, False, options)
-    for files, labels in ((layout.train_files, train_y), (layout.test_files, test_y)):
+    for files, images, labels in ((layout.train_files, train_x, train_y), (layout.test_files, test_x, test_y)):
+        where = f"data.dataset = {dataset!r}: {', '.join(str(root / file) for file in files)}"
+        if len(images) != len(labels):
+            raise DataError(f"{where} hold {len(images)} images but {len(labels)} labels; {fix}")
         if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(classes):
-            raise DataError(f"data.dataset = {dataset!r}: {root / files[0]} holds labels {int(labels.min())}-"
-                            f"{int(labels.max())}, outside 0-{len(classes) - 1}; {_torchvision_fix(dataset, root)}")
+            raise DataError(f"{where} hold labels {int(labels.min())}-{int(labels.max())}, outside "
+                            f"0-{len(classes) - 1}; {fix}")
     return train_x, train_y, test_x, test_y, classes, True
 
 

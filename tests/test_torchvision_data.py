@@ -182,19 +182,14 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-def _files_read(dataset: str, root: Path) -> list[Path]:
-    return sorted(path for path in root.rglob("*") if path.is_file())
-
-
-CORRUPT_CASES = [(dataset, kind) for dataset in ("CIFAR10", "SVHN", "MNIST", "EMNIST") for kind in CORRUPTIONS]
+CORRUPT_CASES = [(dataset, kind) for dataset in data.TORCHVISION_SETS for kind in CORRUPTIONS]
 
 
 @pytest.mark.parametrize(("dataset", "kind"), CORRUPT_CASES)
 def test_a_corrupt_file_is_one_line_naming_it(dataset, kind, tmp_path):
     clean = tmp_path / "clean"
     WRITERS[dataset](clean, dataset)
-    files = _files_read(dataset, clean)
-    assert files
+    files = sorted(path for path in clean.rglob("*") if path.is_file())  # the loader reads each: none is spare
     for index, file in enumerate(files):
         root = tmp_path / f"case{index}"
         for source in files:
@@ -207,6 +202,17 @@ def test_a_corrupt_file_is_one_line_naming_it(dataset, kind, tmp_path):
         message = str(raised.value)
         assert "\n" not in message and str(root / file.relative_to(clean)) in message, message
         assert "download = true" in message, message
+
+
+@pytest.mark.parametrize(("relabel", "fragment"), [(lambda labels: labels[:5], "images but 5 labels"),
+                                                    (lambda labels: labels * 0 + 12, "labels 12-12, outside 0-9")])
+def test_labels_that_do_not_fit_the_images_are_one_line(relabel, fragment, tmp_path):
+    """Valid IDX files that disagree with each other: a label count or value the images cannot have."""
+    test_labels = write_mnist_family(tmp_path, "MNIST")[3]
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(relabel(test_labels)))
+    with pytest.raises(DataError, match=fragment) as raised:
+        data.load(options(tmp_path, "MNIST"))
+    assert "\n" not in str(raised.value) and "t10k-labels-idx1-ubyte" in str(raised.value)
 
 
 def experiment(folder: Path, data_table: dict, **tables) -> Path:
