@@ -154,7 +154,7 @@ def _check_data_split(data: dict[str, Any]) -> None:
 
 
 def _check_data_dataset(data: dict[str, Any]) -> None:
-    """``data.dataset`` picks one of torchvision's sets: required with ``data.name = "torchvision"``, meaningless else."""
+    """``data.dataset`` picks a torchvision set: required with ``data.name = "torchvision"``, meaningless otherwise."""
     torchvision = data["name"] == "torchvision"
     if torchvision and data["dataset"] not in data_module.TORCHVISION_SETS:
         raise UsageError(f"config: data.name = \"torchvision\" needs data.dataset, one of "
