@@ -7,12 +7,15 @@ missing and corrupt files, for every file each set reads.
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
+import shutil
 import string
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import optuna
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -156,10 +159,12 @@ def test_each_set_loads_with_its_shapes_classes_and_splits(dataset, tmp_path):
 
 
 def test_sizes_subset_each_split_and_seeds_pick_them(tmp_path):
-    write_cifar(tmp_path, "CIFAR10")
-    small = data.load(options(tmp_path, "CIFAR10", train_size=20, val_size=5, test_size=4, seed=1))
-    again = data.load(options(tmp_path, "CIFAR10", train_size=20, val_size=5, test_size=4, seed=1, download=False))
-    other = data.load(options(tmp_path, "CIFAR10", train_size=20, val_size=5, test_size=4, seed=2))
+    write_cifar(tmp_path / "first", "CIFAR10")
+    shutil.copytree(tmp_path / "first", tmp_path / "copy")  # another folder: loaded afresh, not from the cache
+    sizes = {"train_size": 20, "val_size": 5, "test_size": 4}
+    small = data.load(options(tmp_path / "first", "CIFAR10", **sizes, seed=1))
+    again = data.load(options(tmp_path / "copy", "CIFAR10", **sizes, seed=1))
+    other = data.load(options(tmp_path / "first", "CIFAR10", **sizes, seed=2))
     assert (len(small.train_x), len(small.val_x), len(small.test_x)) == (20, 5, 4)
     assert small.train_x.dtype == torch.float32 and torch.equal(small.train_x, again.train_x)
     assert not torch.equal(small.train_x, other.train_x)
@@ -180,8 +185,6 @@ CORRUPTIONS: dict[str, Callable[[bytes], bytes]] = {
     "empty": lambda blob: b"",
     "garbage": lambda blob: bytes(range(256)) * 4,
 }
-
-
 CORRUPT_CASES = [(dataset, kind) for dataset in data.TORCHVISION_SETS for kind in CORRUPTIONS]
 
 
@@ -215,6 +218,15 @@ def test_labels_that_do_not_fit_the_images_are_one_line(relabel, fragment, tmp_p
     assert "\n" not in str(raised.value) and "t10k-labels-idx1-ubyte" in str(raised.value)
 
 
+def test_a_download_that_cannot_happen_is_one_line(tmp_path):
+    """``data.download = true`` where the files cannot be written (no network needed to fail): one line saying so."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(DataError, match="data.download: could not download MNIST into") as raised:
+        data.load(options(blocker / "data", "MNIST", download=True))
+    assert "\n" not in str(raised.value) and str(blocker / "data") in str(raised.value)
+
+
 def experiment(folder: Path, data_table: dict, **tables) -> Path:
     """An experiment TOML file (written with plain formatting: only strings, numbers, booleans and lists)."""
     def value(item) -> str:
@@ -239,8 +251,6 @@ def experiment(folder: Path, data_table: dict, **tables) -> Path:
 
 def cli(capsys, cwd: Path, *args: str) -> tuple[int, str]:
     """``nas ARGS`` in-process (exit code, stderr)."""
-    import os
-
     before = os.getcwd()
     os.chdir(cwd)
     try:
@@ -281,8 +291,6 @@ def test_cifar_shaped_search_scores_every_objective_and_exports_a_matching_model
     )
     code, err = cli(capsys, tmp_path, "search", str(path))
     assert code == 0, err
-    import optuna
-
     study = optuna.load_study(study_name="tv", storage=f"sqlite:///{tmp_path}/nas.db")
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
@@ -306,7 +314,10 @@ def test_cifar_shaped_search_scores_every_objective_and_exports_a_matching_model
     reference.load_state_dict(weights, strict=True)
     loaded = data.load(config_module.resolve({"data": data_table})["data"])
     with torch.no_grad():
-        torch.testing.assert_close(exported.eval()(loaded.val_x), reference.eval()(loaded.val_x), atol=1e-6, rtol=0)
+        logits = exported.eval()(loaded.val_x)
+        torch.testing.assert_close(logits, reference.eval()(loaded.val_x), atol=1e-6, rtol=0)
+    accuracy = (logits.argmax(1) == loaded.val_y).float().mean().item()
+    assert accuracy == pytest.approx(metrics["accuracy"], abs=1e-6)  # the very model the trial scored
 
 
 @pytest.mark.parametrize("family", ood_sets.available())
