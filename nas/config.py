@@ -49,7 +49,11 @@ DATA_FIELDS: dict[str, Declaration] = {
     "name": {"type": str, "default": "digits", "choices": tuple(data_module.available())},
     "data_dir": {"type": str, "default": "", "allow_empty": True,
                  "help": "folder holding the dataset files; default: where the loader looks"},
-    "download": {"type": bool, "default": False},
+    "download": {"type": bool, "default": False, "help": "let torchvision fetch missing files into data.data_dir"},
+    "dataset": {"type": str, "default": "", "allow_empty": True,
+                "help": f"torchvision only (and required there): {', '.join(data_module.TORCHVISION_SETS)}"},
+    "emnist_split": {"type": str, "default": "balanced", "choices": data_module.EMNIST_SPLITS,
+                     "help": "torchvision EMNIST: which of its splits (and class sets) to read"},
     "train_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
     "val_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
     "test_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
@@ -135,6 +139,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
                                                    objective_fields(objectives.get(name)))
     resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
     _check_data_split(resolved["data"])
+    _check_data_dataset(resolved["data"])
     check_recipe(resolved)
     return resolved
 
@@ -146,6 +151,17 @@ def _check_data_split(data: dict[str, Any]) -> None:
             f"config: data.val_fraction ({data['val_fraction']}) + data.test_fraction ({data['test_fraction']}) "
             "must be below 1, or no samples are left for training; lower one of them"
         )
+
+
+def _check_data_dataset(data: dict[str, Any]) -> None:
+    """``data.dataset`` picks a torchvision set: required with ``data.name = "torchvision"``, meaningless otherwise."""
+    torchvision = data["name"] == "torchvision"
+    if torchvision and data["dataset"] not in data_module.TORCHVISION_SETS:
+        raise UsageError(f"config: data.name = \"torchvision\" needs data.dataset, one of "
+                         f"{', '.join(data_module.TORCHVISION_SETS)}; got {data['dataset']!r}")
+    if not torchvision and data["dataset"]:
+        raise UsageError(f"config: data.dataset = {data['dataset']!r} only applies to data.name = \"torchvision\" "
+                         f"(got data.name = {data['name']!r}); remove data.dataset or set data.name = \"torchvision\"")
 
 
 def load(path: str | Path) -> dict[str, Any]:
