@@ -52,6 +52,8 @@ def search(config: str | os.PathLike | dict[str, Any], *, resume: bool = False, 
     Raises:
         UsageError: bad input (the one line ``nas search`` prints); SearchFailed: no trial completed.
     """
+    if isinstance(workers, bool) or not isinstance(workers, int):
+        raise UsageError(f"--workers must be a whole number >= 1, got {workers!r}")
     resolved = search_config(config, overrides)
     console = make_console() if verbose else Console(quiet=True)
     outcome = run_configured_search(resolved, create_only=overrides.get("n_trials") == 0, resume=resume,
@@ -124,8 +126,6 @@ def verify(export_dir: str | os.PathLike, requirements: dict[str, dict[str, floa
     """
     if not isinstance(export_dir, (str, os.PathLike)) or not str(export_dir):
         raise UsageError(f"export_dir must be the folder 'nas export' wrote, got {export_dir!r}")
-    if isinstance(requirements, os.PathLike):
-        requirements = Path(requirements)
     report = verify_export(export_dir, requirements, data_dir=data_dir, device=device, gap_tolerance=gap_tolerance)
     return VerifyResult(
         passed=report["passed"], failed=list(report["failed"]), gaps=list(report["gaps"]),

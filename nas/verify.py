@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def _gap_flagged(validation: float | None, test: float, tolerance: float) -> boo
 
 def verify_export(
     folder: str | Path,
-    requirements: dict[str, dict[str, float]] | str | Path | None = None,
+    requirements: dict[str, dict[str, float]] | str | os.PathLike | None = None,
     data_dir: str | None = None,
     device: str = "auto",
     gap_tolerance: float = DEFAULT_GAP_TOLERANCE,
@@ -152,7 +153,7 @@ def verify_export(
     if isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, (int, float)) \
             or not math.isfinite(gap_tolerance) or gap_tolerance < 0:
         raise UsageError(f"--gap-tolerance must be a number >= 0, got {gap_tolerance!r}")
-    if isinstance(requirements, (str, Path)):
+    if isinstance(requirements, (str, os.PathLike)):
         requirements = config_module.load_requirements(requirements)
     elif requirements is not None:
         requirements = check_requirements_table(requirements)

@@ -200,6 +200,10 @@ def test_search_rejects_a_bad_config_like_the_cli(tmp_path):
             nas.search(config)
     with pytest.raises(UsageError, match="unknown search option 'n_trial'"):
         nas.search(tiny_config("x", "sqlite:///x.db"), n_trial=3)
+    for workers in ("2", 0):
+        with pytest.raises(UsageError, match="--workers must"):
+            nas.search(tiny_config("x", f"sqlite:///{tmp_path / 'x.db'}"), workers=workers)
+    assert not (tmp_path / "x.db").exists()
 
 
 def test_bad_input_to_load_export_and_verify(searched, tmp_path):
