@@ -87,8 +87,9 @@ def front(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def export(study: optuna.Study, trial: int | None = None, pick: str | None = None,
-           out: str | os.PathLike | None = None, *, storage: str | None = None, artifacts: str | os.PathLike | None = None,
-           formats: tuple[str, ...] | list[str] = (), data_dir: str | None = None, force: bool = False) -> Path:
+           out: str | os.PathLike | None = None, *, storage: str | None = None,
+           artifacts: str | os.PathLike | None = None, formats: tuple[str, ...] | list[str] = (),
+           data_dir: str | None = None, force: bool = False) -> Path:
     """Export one COMPLETE trial like ``nas export`` and return the folder.
 
     Choose the trial by number (``trial=3``) or by a selector (``pick="max:accuracy where feasible"``).

@@ -74,7 +74,8 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     """The README's example, unchanged, with experiments/smoke.toml replaced by the tiny synthetic experiment."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "experiments").mkdir()
-    (tmp_path / "experiments" / "smoke.toml").write_text(TINY_TOML.format(name="smoke", storage="sqlite:///runs/smoke.db"))
+    smoke = TINY_TOML.format(name="smoke", storage="sqlite:///runs/smoke.db")
+    (tmp_path / "experiments" / "smoke.toml").write_text(smoke)
     namespace: dict = {}
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -226,7 +227,8 @@ def test_bad_input_to_load_export_and_verify(searched, tmp_path):
             call()
     with pytest.raises(UsageError) as raised:
         nas.export(study, 99)
-    assert cli_error("export", "--storage", storage, "--study-name", "api", "--trial", "99") == f"nas: error: {raised.value}\n"
+    cli_line = cli_error("export", "--storage", storage, "--study-name", "api", "--trial", "99")
+    assert cli_line == f"nas: error: {raised.value}\n"
 
 
 def test_import_nas_is_light_and_keeps_the_api_names():
