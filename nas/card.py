@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 import objectives
 
-from . import __version__
+from ._version import __version__
 from .pareto import is_feasible, objective_names
 
 CARD_VERSION = 1

@@ -38,8 +38,9 @@ from safetensors.torch import load as load_safetensors
 
 import search_spaces
 
-from . import __version__, codegen
+from . import codegen
 from . import data as data_module
+from ._version import __version__
 from .card import build_card, write_card
 from .errors import UsageError
 from .files import check_folder_path, describe

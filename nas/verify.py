@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from . import config as config_module
 from .errors import UsageError
 from .export import EXPORT_FORMAT, FORMAT_VERSION, REQUIRED_FILES, build_model_source, load_state, state_dict_from_bytes
 from .files import describe, read_json, reading
+from .requirements import check_requirements_table
 from .study import Experiment, check_requirements, flatten_metrics
 
 DEFAULT_GAP_TOLERANCE = 0.05
@@ -138,17 +140,23 @@ def _gap_flagged(validation: float | None, test: float, tolerance: float) -> boo
 
 def verify_export(
     folder: str | Path,
-    requirements: dict[str, dict[str, float]] | None = None,
+    requirements: dict[str, dict[str, float]] | str | os.PathLike | None = None,
     data_dir: str | None = None,
     device: str = "auto",
     gap_tolerance: float = DEFAULT_GAP_TOLERANCE,
 ) -> dict[str, Any]:
     """Measure every objective of the export on the test split; return the report (``passed`` says the verdict).
 
-    ``requirements`` replaces the ones stored with the export (those of the experiment that ran the search).
+    ``requirements`` (a ``[requirements]`` table, or a TOML file holding one) replaces the ones stored with the
+    export (those of the experiment that ran the search).
     """
-    if not math.isfinite(gap_tolerance) or gap_tolerance < 0:
-        raise UsageError(f"--gap-tolerance must be a number >= 0, got {gap_tolerance}")
+    if isinstance(gap_tolerance, bool) or not isinstance(gap_tolerance, (int, float)) \
+            or not math.isfinite(gap_tolerance) or gap_tolerance < 0:
+        raise UsageError(f"--gap-tolerance must be a number >= 0, got {gap_tolerance!r}")
+    if isinstance(requirements, (str, os.PathLike)):
+        requirements = config_module.load_requirements(requirements)
+    elif requirements is not None:
+        requirements = check_requirements_table(requirements)
     folder = Path(folder)
     manifest = read_manifest(folder)
     model = _load_model(folder, manifest)
@@ -235,8 +243,8 @@ def _print_report(report: dict[str, Any]) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    requirements = config_module.load_requirements(args.requirements) if args.requirements else None
-    report = verify_export(args.folder, requirements, data_dir=args.data_dir, device=args.device, gap_tolerance=args.gap_tolerance)
+    report = verify_export(args.folder, args.requirements, data_dir=args.data_dir, device=args.device,
+                           gap_tolerance=args.gap_tolerance)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -2,38 +2,77 @@
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..cli_types import non_empty_str, non_negative_float, non_negative_int, positive_int, seed
+from ..errors import UsageError
 
 
-def run_search_command(args: argparse.Namespace) -> int:
+# Keyword of ``nas.search`` (and, dashed, option of ``nas search``) -> the config entry it overrides.
+OVERRIDES = {"n_trials": "study.n_trials", "storage": "study.storage", "study_name": "study.name", "seed": "study.seed",
+             "sampler": "study.sampler", "timeout": "study.timeout", "device": "study.device",
+             "data_dir": "data.data_dir"}
+
+
+@dataclass
+class SearchOutcome:
+    """What a search run left behind, for the CLI (messages, exit code) and the Python API (the study)."""
+
+    study: Any
+    n_trials: int
+    complete: int
+    failure: str | None = None  # one line when the run failed: no COMPLETE trial, or workers crashed before the target
+
+
+def search_config(source: str | os.PathLike | dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The resolved experiment: a TOML file (or a raw config table) with the given overrides, None = unset.
+
+    ``n_trials=0`` keeps the file's target (it means "only create the study", see :func:`run_configured_search`).
+    """
     from .. import config as config_module
+
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise UsageError(f"unknown search option '{unknown[0]}'; allowed: {', '.join(OVERRIDES)}, resume, out, workers")
+    if isinstance(source, dict):
+        config = config_module.resolve(copy.deepcopy(source))
+    elif isinstance(source, (str, os.PathLike)) and str(source):
+        config = config_module.load(source)
+    else:
+        raise UsageError(f"config must be the path of an experiment TOML file or a config table, got {source!r}")
+    values = {**overrides, "n_trials": overrides.get("n_trials") or None}
+    return config_module.apply_overrides(config, {OVERRIDES[key]: value for key, value in values.items()})
+
+
+def run_configured_search(config: dict[str, Any], *, create_only: bool = False, resume: bool = False,
+                          workers: int = 1, out: str | os.PathLike | None = None,
+                          console: Any = None) -> SearchOutcome:
+    """Run (or, with ``create_only``, only create) the study of a resolved config, as ``nas search`` does:
+    progress and the Pareto front go to ``console``, the front's CSV/JSON to ``out`` (default: beside the storage)."""
     from ..files import check_folder_path
     from ..parallel import prepare_workers, run_local_workers
     from ..pareto import print_front, write_front
     from ..progress import SearchProgress, make_console
-    from ..storage import default_artifact_dir
+    from ..storage import default_artifact_dir, load_study
     from ..study import Experiment, counts, create_or_load, failure_budget, run_search
-    from ..worker import create_only, run_with_reconnect
+    from ..worker import create_only as create_study_only, run_with_reconnect
 
-    config = config_module.load(args.config)
-    config = config_module.apply_overrides(config, {  # --n-trials 0 creates the study and keeps the file's target
-        "study.n_trials": args.n_trials or None, "study.storage": args.storage, "study.name": args.study_name,
-        "study.seed": args.seed, "study.sampler": args.sampler, "study.timeout": args.timeout,
-        "study.device": args.device, "data.data_dir": args.data_dir,
-    })
-    console = make_console()
-    config = prepare_workers(config, args.workers, console)
-    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
+    console = console or make_console()
+    config = prepare_workers(config, workers, console)
+    out_dir = Path(out) if out else default_artifact_dir(config["study"]["storage"]).parent
     check_folder_path(out_dir, "--out")  # a file in the way fails now, not after the trials have run
-    if args.n_trials == 0:
-        return create_only(config, args.resume, console)
-    experiment = Experiment.from_config(config)
-    study = create_or_load(config, resume=args.resume)
     n_trials = config["study"]["n_trials"]
+    if create_only:
+        create_study_only(config, resume, console)
+        study = load_study(config["study"]["storage"], config["study"]["name"])
+        return SearchOutcome(study, n_trials, counts(study)["COMPLETE"])
+    experiment = Experiment.from_config(config)
+    study = create_or_load(config, resume=resume)
     console.print(
         f"study '{study.study_name}': {len(experiment.dataset.train_x)} train / {len(experiment.dataset.val_x)} val "
         f"samples of {config['data']['name']}, space {config['space']['name']}, objectives "
@@ -42,8 +81,8 @@ def run_search_command(args: argparse.Namespace) -> int:
     stopped_by = None
     failed_before = counts(study)["FAIL"]
     with SearchProgress(study, n_trials, console) as progress:
-        if args.workers > 1:
-            stopped_by = run_local_workers(study, config, args.workers, progress, console, out_dir / "logs")
+        if workers > 1:
+            stopped_by = run_local_workers(study, config, workers, progress, console, out_dir / "logs")
         else:
             experiment.epoch_listener = progress.on_epoch
             run_with_reconnect(study, config["study"]["storage"], lambda: run_search(
@@ -51,18 +90,28 @@ def run_search_command(args: argparse.Namespace) -> int:
                 max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), console=console)
     tally = counts(study)
     if not tally["COMPLETE"]:  # a search without one result is a failure, not a success with an empty front
-        sys.stderr.write(f"nas: error: {_no_trial_completed(study, stopped_by)}\n")
-        return 1
+        return SearchOutcome(study, n_trials, 0, _no_trial_completed(study, stopped_by))
+    failure = None
     if tally["COMPLETE"] < n_trials:
         budget = failure_budget(n_trials, config["study"]["max_failed"] or None)
         too_many_failed = tally["FAIL"] - failed_before >= budget
         why = "too many FAILED trials (study.max_failed)" if too_many_failed else (stopped_by or "timeout reached")
-        console.print(f"stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; "
-                      "see 'nas status' for failure reasons", style="yellow")
+        stopped = f"stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}"
+        console.print(f"{stopped}; see 'nas status' for failure reasons", style="yellow")
+        failure = stopped if stopped_by else None  # workers crashed before the target
     print_front(study, console)
     csv_path, json_path = write_front(study, out_dir)
     console.print(f"Pareto front written to {csv_path} and {json_path}")
-    return 1 if stopped_by and tally["COMPLETE"] < n_trials else 0  # workers crashed before the target
+    return SearchOutcome(study, n_trials, tally["COMPLETE"], failure)
+
+
+def run_search_command(args: argparse.Namespace) -> int:
+    config = search_config(args.config, {key: getattr(args, key) for key in OVERRIDES})
+    outcome = run_configured_search(config, create_only=args.n_trials == 0, resume=args.resume,
+                                    workers=args.workers, out=args.out)
+    if outcome.failure and not outcome.complete:  # no front to print: the reason is the error line
+        sys.stderr.write(f"nas: error: {outcome.failure}\n")
+    return 1 if outcome.failure else 0
 
 
 def _no_trial_completed(study: Any, stopped_by: str | None) -> str:
