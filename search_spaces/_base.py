@@ -113,7 +113,8 @@ def get(name: str) -> SearchSpace:
         raise SpecError(f"unknown search space {name!r}; allowed: {', '.join(available())}, "
                         f'or "package.module:Name" of a SearchSpace')
     if not isinstance(found, SearchSpace):
-        raise SpecError(f"{name!r} is a {type(found).__name__}, not a search_spaces.SearchSpace; "
+        what = f"class {found.__name__}" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise SpecError(f"{name!r} is {what}, not a search_spaces.SearchSpace instance; "
                         f"expected {EXPECTED}")
     return register(registered_as(found, name))
 
