@@ -69,13 +69,13 @@ SECTIONS = ("study", "data", "space", "training", "objectives", "requirements")
 
 
 CLASS_FIELD: Declaration = {"type": str, "default": "", "help": '"package.module:Name" of an Objective subclass'}
+SPACE_NAME_FIELD: Declaration = {"type": str, "default": "cnn", "help": f"a built-in space, an entry point of "
+                                 f"{search_spaces.ENTRY_POINT_GROUP} or a reference"}
 
 
 def space_fields(space: search_spaces.SearchSpace) -> dict[str, Declaration]:
     """``[space]``: the space's name plus its declared searchable options."""
-    name = {"type": str, "default": space.name,
-            "help": f"a built-in space, an entry point of {search_spaces.ENTRY_POINT_GROUP} or a reference"}
-    return {"name": name, **space.params}
+    return {"name": {**SPACE_NAME_FIELD, "default": space.name}, **space.params}
 
 
 def objective_fields(cls: type[objectives.Objective], by_reference: bool = False) -> dict[str, Declaration]:
@@ -104,11 +104,11 @@ NAMED_KEYS = {"study.sampler": _check_sampler, "data.name": _check_dataset}
 
 
 def _space(table: dict[str, Any]) -> search_spaces.SearchSpace:
-    """The space ``[space] name`` names: built-in, installed or ``"package.module:NAME"`` of a SearchSpace."""
-    name = check_value("space.name", table.get("name", "cnn"), {"type": str})
+    """The space ``[space] name`` names: built-in, installed or ``"package.module:Name"`` of a SearchSpace."""
+    name = check_value("space.name", table.get("name", SPACE_NAME_FIELD["default"]), SPACE_NAME_FIELD)
     if not REFERENCE.fullmatch(name) and name not in search_spaces.available():
         raise UsageError(f"config: space.name = {name!r} is not allowed; allowed: "
-                         f"{', '.join(search_spaces.available())}, or \"package.module:NAME\" of a SearchSpace")
+                         f"{', '.join(search_spaces.available())}, or \"package.module:Name\" of a SearchSpace")
     try:
         return search_spaces.get(name)
     except search_spaces.SpecError as error:

@@ -260,7 +260,8 @@ def loader(name: str) -> Callable[[dict[str, Any]], tuple]:
         raise DataError(f"data.name = {name!r} is not allowed; allowed: {', '.join(available())}, "
                         'or "package.module:Name" of a loader function')
     if isinstance(found, type) or not callable(found):
-        raise DataError(f"data.name = {name!r} is a {type(found).__name__}, not a loader function; "
+        what = f"class {found.__name__}" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise DataError(f"data.name = {name!r} is {what}, not a loader function; "
                         f"expected {LOADER_EXPECTED}")
     return found
 

@@ -52,13 +52,19 @@ def factory(name: str) -> Factory:
     if isinstance(found, type) and issubclass(found, optuna.samplers.BaseSampler):
         return lambda seed: found(seed=seed)
     if isinstance(found, type) or not callable(found):
-        raise LookupError(f"{name!r} is a {type(found).__name__}, not a sampler class or factory; expected {EXPECTED}")
+        what = f"class {found.__name__}" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise LookupError(f"{name!r} is {what}, not a sampler class or factory; expected {EXPECTED}")
     return found
 
 
 def create(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` seeded with ``seed``; ``LookupError`` when it is unknown or makes no sampler."""
-    sampler = factory(name)(seed)
+    make = factory(name)
+    try:
+        sampler = make(seed)
+    except Exception as error:  # a user's factory or constructor, e.g. one that takes no seed
+        raise LookupError(f"{name!r} could not make a sampler ({type(error).__name__}: {error}); "
+                          f"expected {EXPECTED}".splitlines()[0]) from None
     if not isinstance(sampler, optuna.samplers.BaseSampler):
         raise LookupError(f"{name!r} made a {type(sampler).__name__}, not an optuna sampler; expected {EXPECTED}")
     return sampler
