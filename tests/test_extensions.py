@@ -39,7 +39,7 @@ def test_the_documented_example_searches_exports_and_verifies(tmp_path):
                      cwd=tmp_path, env=example_env())
     assert export.returncode == 0, export.stderr
     manifest = json.loads((tmp_path / "out" / "spec.json").read_text())
-    assert manifest["spec"]["space"] == "my_extensions:TINY", "the spec keeps the reference, so the space is found again"
+    assert manifest["spec"]["space"] == "my_extensions:TINY", "the spec keeps the reference: the space is found again"
     assert manifest["experiment"]["objectives"]["margin"]["class"] == "my_extensions:Margin"
     source = (tmp_path / "out" / "model.py").read_text()
     assert (CUSTOM / "tiny_model.py").read_text().split("class TinyNet", 1)[1].split("\n\n\n")[0] in source
