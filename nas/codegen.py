@@ -87,14 +87,19 @@ def _definitions(module: ModuleType, imports: dict[str, set[str]]) -> dict[str, 
     """A model module's top-level definitions by name; its absolute imports are added to ``imports``
     (``"import torch"`` -> {}, ``"from typing import"`` -> {"Any", ...}).
 
-    Model modules import only torch, the standard library and ``._modules`` (whose definitions are copied too);
-    anything else would make the export depend on more than torch, so it is an error.
+    Model modules import only torch, the standard library and, for the built-in spaces, ``._modules`` (whose
+    definitions are copied too); anything else would make the export depend on more than torch, so it is an error.
+    A space of your own (``experiments/custom/``) is found the same way: its ``model`` class's module is copied.
     """
     source = inspect.getsource(module)
+    ours = module.__name__.split(".")[0] == shared_blocks.__name__.split(".")[0]  # a built-in space's model module
     definitions: dict[str, _Definition] = {}
     for node in ast.parse(source).body:
-        if isinstance(node, ast.ImportFrom) and (node.level or node.module == "__future__"):
-            continue  # relative imports name copied definitions; annotations stay plain
+        if isinstance(node, ast.ImportFrom) and (node.level and ours or node.module == "__future__"):
+            continue  # our relative imports name copied definitions (``._modules``); annotations stay plain
+        if isinstance(node, ast.ImportFrom) and node.level:
+            raise SpecError(f"{module.__name__} imports from a relative module: a model module of your own may "
+                            "import only torch and the standard library")
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
             roots = {name.split(".")[0] for name in modules}

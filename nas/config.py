@@ -24,17 +24,20 @@ import objectives
 import search_spaces
 
 from . import data as data_module
+from . import samplers
 from .errors import UsageError
+from .extensions import REFERENCE
 from .files import read_text
 from .recipe import RECIPE_FIELDS, check_recipe
 from .requirements import check_requirements_table
 from .schema import Declaration, check_table, check_value
 
-SAMPLERS = ["tpe", "nsga2", "nsga3", "random", "gp"]
+SAMPLERS = list(samplers.BUILT_IN)
 
 STUDY_FIELDS: dict[str, Declaration] = {
     "name": {"type": str, "default": "nas-study", "help": "study name in the storage"},
-    "sampler": {"type": str, "default": "tpe", "choices": tuple(SAMPLERS)},
+    "sampler": {"type": str, "default": "tpe",
+                "help": f"{', '.join(SAMPLERS)}, an entry point of {samplers.ENTRY_POINT_GROUP} or a reference"},
     "n_trials": {"type": int, "default": 20, "low": 0, "high": 100000, "help": "target number of COMPLETE trials"},
     "timeout": {"type": float, "default": 0.0, "low": 0, "help": "seconds; 0 = no limit"},
     "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
@@ -46,7 +49,8 @@ STUDY_FIELDS: dict[str, Declaration] = {
                    "help": "stop after this many FAILED trials; 0 = n_trials"},
 }
 DATA_FIELDS: dict[str, Declaration] = {
-    "name": {"type": str, "default": "digits", "choices": tuple(data_module.available())},
+    "name": {"type": str, "default": "digits",
+             "help": f"a built-in data set, an entry point of {data_module.ENTRY_POINT_GROUP} or a reference"},
     "data_dir": {"type": str, "default": "", "allow_empty": True,
                  "help": "folder holding the dataset files; default: where the loader looks"},
     "download": {"type": bool, "default": False, "help": "let torchvision fetch missing files into data.data_dir"},
@@ -68,15 +72,81 @@ DATA_FIELDS: dict[str, Declaration] = {
 SECTIONS = ("study", "data", "space", "training", "objectives", "requirements")
 
 
+CLASS_FIELD: Declaration = {"type": str, "default": "", "help": '"package.module:Name" of an Objective subclass'}
+SPACE_NAME_FIELD: Declaration = {"type": str, "default": "cnn", "help": f"a built-in space, an entry point of "
+                                 f"{search_spaces.ENTRY_POINT_GROUP} or a reference"}
+
+
 def space_fields(space: search_spaces.SearchSpace) -> dict[str, Declaration]:
     """``[space]``: the space's name plus its declared searchable options."""
-    return {"name": {"type": str, "default": space.name, "choices": tuple(search_spaces.available())}, **space.params}
+    return {"name": {**SPACE_NAME_FIELD, "default": space.name}, **space.params}
 
 
-def objective_fields(cls: type[objectives.Objective]) -> dict[str, Declaration]:
-    """``[objectives.<name>]``: the fixed direction plus the objective's declared options."""
+def objective_fields(cls: type[objectives.Objective], by_reference: bool = False) -> dict[str, Declaration]:
+    """``[objectives.<name>]``: the fixed direction plus the objective's declared options (and ``class`` when the
+    table names the class by reference)."""
     direction = {"type": str, "default": cls.direction, "choices": (cls.direction,), "help": cls.description}
-    return {"direction": direction, **cls.params}
+    return {**({"class": CLASS_FIELD} if by_reference else {}), "direction": direction, **cls.params}
+
+
+def _check_sampler(path: str, name: str) -> None:
+    try:
+        samplers.factory(name)
+    except LookupError as error:
+        raise UsageError(f"config: {path} = {error}") from None
+
+
+def _check_dataset(path: str, name: str) -> None:
+    try:
+        data_module.loader(name)
+    except UsageError as error:
+        raise UsageError(f"config: {path}{str(error).removeprefix('data.name')}") from None
+
+
+# Keys naming a component a user may bring: each check turns a name that finds nothing into one line.
+NAMED_KEYS = {"study.sampler": _check_sampler, "data.name": _check_dataset}
+
+
+def _space(table: dict[str, Any]) -> search_spaces.SearchSpace:
+    """The space ``[space] name`` names: built-in, installed or ``"package.module:Name"`` of a SearchSpace."""
+    name = check_value("space.name", table.get("name", SPACE_NAME_FIELD["default"]), SPACE_NAME_FIELD)
+    if not REFERENCE.fullmatch(name) and name not in search_spaces.available():
+        raise UsageError(f"config: space.name = {name!r} is not allowed; allowed: "
+                         f"{', '.join(search_spaces.available())}, or \"package.module:Name\" of a SearchSpace")
+    try:
+        return search_spaces.get(name)
+    except search_spaces.SpecError as error:
+        raise UsageError(f"config: space.name = {error}") from None
+
+
+def _objective(name: str, options: Any) -> type[objectives.Objective]:
+    """The class of ``[objectives.<name>]``: registered or installed under ``name``, or named by its ``class`` key
+    (then registered under ``name``, which must be the class's own ``name``)."""
+    if not isinstance(options, dict) or "class" not in options:
+        try:
+            return objectives.get(name)
+        except KeyError as error:
+            raise UsageError(f"config: [objectives.{name}]: {error.args[0]}; or name a class of your own with "
+                             'class = "package.module:Name"') from None
+    path = f"objectives.{name}.class"
+    reference = check_value(path, options["class"], CLASS_FIELD)
+    if not REFERENCE.fullmatch(reference):
+        raise UsageError(f'config: {path} = {reference!r} is not "package.module:Name" of an Objective subclass')
+    try:
+        cls = objectives.load(reference)
+    except (KeyError, ValueError) as error:
+        raise UsageError(f"config: {path} = {error.args[0]}") from None
+    if cls.name != name:
+        raise UsageError(f"config: {path} = {reference!r} is the objective '{cls.name}'; "
+                         f"name its table [objectives.{cls.name}]")
+    try:
+        registered = objectives.get(name)
+    except KeyError:
+        registered = cls
+    if registered is not cls:
+        raise UsageError(f"config: {path} = {reference!r}: the name '{name}' is taken by "
+                         f"{registered.__module__}.{registered.__name__}; give the class another name")
+    return objectives.register(cls)
 
 
 def _read_toml(path: Path, what: str, missing: str) -> dict[str, Any]:
@@ -117,14 +187,13 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         "study": check_table("study", raw.get("study", {}), STUDY_FIELDS),
         "data": check_table("data", raw.get("data", {}), DATA_FIELDS),
     }
+    for dotted, check in NAMED_KEYS.items():
+        section, key = dotted.split(".")
+        check(dotted, resolved[section][key])
     space_table = raw.get("space", {})
     if not isinstance(space_table, dict):
         raise UsageError("config: [space] must be a table")
-    space_name = space_table.get("name", "cnn")
-    if space_name not in search_spaces.available():
-        raise UsageError(
-            f"config: space.name = {space_name!r} is not allowed; allowed: {', '.join(search_spaces.available())}")
-    resolved["space"] = check_table("space", space_table, space_fields(search_spaces.get(space_name)))
+    resolved["space"] = check_table("space", space_table, space_fields(_space(space_table)))
     resolved["training"] = check_table("training", raw.get("training", {}), RECIPE_FIELDS)
     objective_table = raw.get("objectives", {"accuracy": {}, "params": {}})
     if not isinstance(objective_table, dict) or not objective_table:
@@ -132,11 +201,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
             f"config: [objectives] needs at least one objective table; allowed: {', '.join(objectives.available())}")
     resolved["objectives"] = {}
     for name, options in objective_table.items():
-        if name not in objectives.available():
-            raise UsageError(
-                f"config: unknown objective '{name}' in [objectives]; allowed: {', '.join(objectives.available())}")
-        resolved["objectives"][name] = check_table(f"objectives.{name}", options,
-                                                   objective_fields(objectives.get(name)))
+        fields = objective_fields(_objective(name, options), isinstance(options, dict) and "class" in options)
+        resolved["objectives"][name] = check_table(f"objectives.{name}", options, fields)
     resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
     _check_data_split(resolved["data"])
     _check_data_dataset(resolved["data"])
@@ -180,6 +246,8 @@ def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         section, key = dotted.split(".", 1)
         fields = {"study": STUDY_FIELDS, "data": DATA_FIELDS}[section]
         config[section][key] = check_value(f"{dotted} (command line)", value, fields[key])
+        if dotted in NAMED_KEYS:
+            NAMED_KEYS[dotted](f"{dotted} (command line)", config[section][key])
     return config
 
 

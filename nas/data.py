@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .extensions import installed, load_extension
 from .files import describe, reading
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -381,8 +382,33 @@ LOADERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
 }
 
 
+ENTRY_POINT_GROUP = "robust_nas.datasets"
+LOADER_EXPECTED = (f'a built-in data set, an entry point of group {ENTRY_POINT_GROUP} or "package.module:Name" of a '
+                   "function load(options) -> (x_pool, y_pool, x_test, y_test, class_names, is_image)")
+
+
 def available() -> list[str]:
-    return sorted(LOADERS)
+    """Built-in and installed (entry point) names; installed ones are not imported until used."""
+    return sorted({*LOADERS, *installed(ENTRY_POINT_GROUP)})
+
+
+def loader(name: str) -> Callable[[dict[str, Any]], tuple]:
+    """The loader of a built-in or installed data set, or of a ``"package.module:Name"`` reference to a function
+    ``load(options)`` returning ``(x_pool, y_pool, x_test, y_test, class_names, is_image)`` (tests may be None)."""
+    if name in LOADERS:
+        return LOADERS[name]
+    try:
+        found = load_extension(ENTRY_POINT_GROUP, name)
+    except ImportError as error:
+        raise DataError(f"data.name = {name!r}: {error}; expected {LOADER_EXPECTED}") from None
+    if found is None:
+        raise DataError(f"data.name = {name!r} is not allowed; allowed: {', '.join(available())}, "
+                        'or "package.module:Name" of a loader function')
+    if isinstance(found, type) or not callable(found):
+        what = f"class {found.__name__}" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise DataError(f"data.name = {name!r} is {what}, not a loader function; "
+                        f"expected {LOADER_EXPECTED}")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- splits
@@ -411,7 +437,11 @@ def _floats(array: np.ndarray, scale: float) -> torch.Tensor:
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, frozen: tuple) -> Dataset:
     options = dict(frozen)
-    x_pool, y_pool, x_test, y_test, class_names, is_image = LOADERS[name](options)
+    loaded = loader(name)(options)
+    if not isinstance(loaded, tuple) or len(loaded) != 6:
+        raise DataError(f"data.name = {name!r} returned {type(loaded).__name__}, not the 6-tuple "
+                        "(x_pool, y_pool, x_test, y_test, class_names, is_image)")
+    x_pool, y_pool, x_test, y_test, class_names, is_image = loaded
     x_pool, y_pool = np.asarray(x_pool), np.asarray(y_pool)
     if is_image and x_pool.ndim == 3:  # (n, h, w) -> (n, 1, h, w)
         x_pool = x_pool[:, None]
@@ -464,7 +494,6 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
 def load(options: dict[str, Any]) -> Dataset:
     """Load the dataset described by a validated ``[data]`` config table (cached per process)."""
     name = options["name"]
-    if name not in LOADERS:
-        raise DataError(f"data.name: unknown dataset '{name}'; allowed: {', '.join(available())}")
+    loader(name)  # an unknown or broken name is one line before the cache sees it
     frozen = tuple(sorted((k, v) for k, v in options.items() if k != "name" and not isinstance(v, (list, dict))))
     return _load_cached(name, frozen)

@@ -27,6 +27,7 @@ import search_spaces
 
 from . import config as config_module
 from . import data as data_module
+from . import samplers
 from .errors import UsageError
 from .storage import (HEARTBEAT_SECONDS, default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url,
                       open_artifact_store, open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
@@ -39,19 +40,11 @@ CONFIG_ATTR = "config"
 
 
 def create_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
-    if name == "nsga3":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.NSGAIIISampler(seed=seed, population_size=10)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
-    raise UsageError(f"study.sampler = {name!r} is not allowed; allowed: {', '.join(config_module.SAMPLERS)}")
+    """The sampler ``name`` of the registry in :mod:`nas.samplers` (built-in, installed or a reference)."""
+    try:
+        return samplers.create(name, seed)
+    except LookupError as error:
+        raise UsageError(f"study.sampler = {error}") from None
 
 
 def requirement_violation(value: float | None, bound: dict[str, float]) -> float:

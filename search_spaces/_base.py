@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
 
 import optuna
@@ -45,6 +47,27 @@ class SearchSpace:
 
 
 _SPACES: dict[str, SearchSpace] = {}
+ENTRY_POINT_GROUP = "robust_nas.spaces"
+REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # "package.module:Name", as an entry point's value
+EXPECTED = f'a built-in space, an entry point of group {ENTRY_POINT_GROUP} or "package.module:Name" of a SearchSpace'
+
+
+def load_extension(group: str, name: str) -> Any:
+    """The object ``name`` points at outside this package: a ``"package.module:Name"`` reference, else the entry
+    point ``name`` of ``group``; None when it is neither. An import that fails is an ``ImportError`` of one line.
+
+    (``objectives`` and ``nas`` hold the same few lines: the packages never import each other.)
+    """
+    if REFERENCE.fullmatch(name):
+        target: EntryPoint | None = EntryPoint(name, name, group)
+    else:
+        target = next(iter(entry_points(group=group, name=name)), None)
+    if target is None:
+        return None
+    try:
+        return target.load()
+    except Exception as error:  # whatever the user's module raises while it is imported
+        raise ImportError(f"cannot import {target.value!r} ({type(error).__name__}: {error})".splitlines()[0]) from None
 
 
 def default_ranges(params: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -58,13 +81,42 @@ def register(space: SearchSpace) -> SearchSpace:
 
 
 def available() -> list[str]:
-    return sorted(_SPACES)
+    """Built-in and installed (entry point) names; installed ones are not imported until used."""
+    installed = {point.name for point in entry_points(group=ENTRY_POINT_GROUP)}
+    return sorted({name for name in _SPACES if not REFERENCE.fullmatch(name)} | installed)
+
+
+def registered_as(space: SearchSpace, key: str) -> SearchSpace:
+    """``space`` under the name ``key`` (an entry point name or a reference), its specs saying ``"space": key``,
+    so export and verify find it again from the spec alone."""
+    if space.name == key:
+        return space
+
+    def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {**space.sample(trial, ranges), "space": key}
+
+    return replace(space, name=key, sample=sample)
 
 
 def get(name: str) -> SearchSpace:
-    if not isinstance(name, str) or name not in _SPACES:
+    """A built-in space, an installed one (entry point ``robust_nas.spaces``) or a ``"package.module:Name"``
+    reference to a :class:`SearchSpace`; anything else is a :class:`SpecError` saying what is expected."""
+    if isinstance(name, str) and name in _SPACES:
+        return _SPACES[name]
+    if not isinstance(name, str):
         raise SpecError(f"unknown search space {name!r}; allowed: {', '.join(available())}")
-    return _SPACES[name]
+    try:
+        found = load_extension(ENTRY_POINT_GROUP, name)
+    except ImportError as error:
+        raise SpecError(f"{name!r}: {error}; expected {EXPECTED}") from None
+    if found is None:
+        raise SpecError(f"unknown search space {name!r}; allowed: {', '.join(available())}, "
+                        f'or "package.module:Name" of a SearchSpace')
+    if not isinstance(found, SearchSpace):
+        what = f"class {found.__name__}" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise SpecError(f"{name!r} is {what}, not a search_spaces.SearchSpace instance; "
+                        f"expected {EXPECTED}")
+    return register(registered_as(found, name))
 
 
 def build(spec: dict[str, Any]) -> nn.Module:
