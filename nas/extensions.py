@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
@@ -20,6 +21,8 @@ def load_extension(group: str, name: str) -> Any:
     """The object ``name`` points at: a ``"package.module:Name"`` reference, else the entry point ``name`` of
     ``group``; None when it is neither. An import that fails is an ``ImportError`` of one line."""
     if REFERENCE.fullmatch(name):
+        if name.split(".")[0].split(":")[0] in sys.stdlib_module_names:  # never an extension; some act on import
+            raise ImportError(f"{name!r} names a standard-library module, not an extension")
         target: EntryPoint | None = EntryPoint(name, name, group)
     else:
         target = next(iter(entry_points(group=group, name=name)), None)

@@ -6,6 +6,7 @@ Objectives never import ``nas``; everything they need about the data and the run
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -134,6 +135,8 @@ def load_extension(group: str, name: str) -> Any:
     (``search_spaces`` and ``nas`` hold the same few lines: the packages never import each other.)
     """
     if REFERENCE.fullmatch(name):
+        if name.split(".")[0].split(":")[0] in sys.stdlib_module_names:  # never an extension; some act on import
+            raise ImportError(f"{name!r} names a standard-library module, not an extension")
         target: EntryPoint | None = EntryPoint(name, name, group)
     else:
         target = next(iter(entry_points(group=group, name=name)), None)

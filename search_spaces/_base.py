@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, replace
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable
@@ -59,6 +60,8 @@ def load_extension(group: str, name: str) -> Any:
     (``objectives`` and ``nas`` hold the same few lines: the packages never import each other.)
     """
     if REFERENCE.fullmatch(name):
+        if name.split(".")[0].split(":")[0] in sys.stdlib_module_names:  # never an extension; some act on import
+            raise ImportError(f"{name!r} names a standard-library module, not an extension")
         target: EntryPoint | None = EntryPoint(name, name, group)
     else:
         target = next(iter(entry_points(group=group, name=name)), None)

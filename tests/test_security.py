@@ -299,3 +299,21 @@ def test_dashboard_answers_only_its_own_host_names_and_fails_fast_on_a_busy_port
     unresolvable = run_nas("dashboard", "--storage", f"sqlite:///{tmp_path}/d.db", "--host", "no-such-host.invalid", cwd=tmp_path)
     assert unresolvable.returncode == 2 and unresolvable.stdout == "" and unresolvable.stderr.count("\n") == 1
     assert "--host" in unresolvable.stderr and "cannot be resolved" in unresolvable.stderr
+
+
+@pytest.mark.parametrize("reference", ["this:x", "antigravity:x", "os:system", "os.path:join"])
+def test_stored_references_never_import_standard_library_modules(reference, capsys):
+    """A spec or config read from storage may name a user's module ("pkg.mod:Name"); a standard-library one is never
+    imported (some act on import: ``this`` prints, ``antigravity`` opens a browser)."""
+    import objectives
+    from nas.extensions import load_extension
+
+    before = set(sys.modules)
+    with pytest.raises(search_spaces.SpecError, match="standard-library"):
+        codegen.generate({"space": reference, "input_shape": [1, 8, 8], "num_classes": 3})
+    with pytest.raises((ImportError, ValueError), match="standard-library"):
+        objectives.load(reference)
+    with pytest.raises(ImportError, match="standard-library"):
+        load_extension("robust_nas.samplers", reference)
+    assert {"this", "antigravity"}.isdisjoint(set(sys.modules) - before)
+    assert capsys.readouterr().out == ""
