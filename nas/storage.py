@@ -11,6 +11,7 @@ import re
 import socket
 import sqlite3
 import tempfile
+import threading
 import urllib.parse
 import warnings
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ MAX_RETRY = 2
 # Per worker process: the main thread plus Optuna's heartbeat thread; never more, so
 # `max_connections / 2` workers fit on one PostgreSQL server (use PgBouncer beyond that).
 POOL_SIZE = 2
+FAIL_REASON = "fail_reason"  # user attribute: why a trial FAILED, shown by the progress display, status and dashboard
 
 
 class StorageUnavailable(UsageError):
@@ -45,6 +47,15 @@ class StorageUnavailable(UsageError):
 # ``scheme://user:SECRET@host/db`` and ``scheme://user@host/db?password=SECRET`` (also ``passwd=``, any case).
 _USERINFO_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][\w+.-]*://[^:/@\s]*):(?P<secret>[^\s]*)@")
 _QUERY_PASSWORD = re.compile(r"(?P<keep>[?&](?:password|passwd)=)(?P<secret>[^&#\s]*)", re.IGNORECASE)
+
+
+class TrialStranded(Exception):
+    """The database dropped while this process ran trial ``number``: the trial is left RUNNING, to be FAILED and
+    retried by :func:`fail_stranded_trial` once the database answers (``__cause__`` is the lost connection)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"trial {number} could not be stored: the database connection was lost")
+        self.number = number
 
 
 def mask_url(text: str) -> str:
@@ -78,8 +89,12 @@ def describe_error(error: BaseException, url: str) -> str:
     return reason
 
 
-def is_connection_error(error: BaseException) -> bool:
-    """True when ``error`` (or what caused it) says the database cannot be reached right now."""
+def connection_error(error: BaseException | None) -> BaseException | None:
+    """The error in ``error``'s chain that says the database cannot be reached right now, else None.
+
+    Describe this one, not ``error``: Optuna wraps a lost connection in a StorageInternalError whose message
+    blames "invalid data in the commit, e.g. exceeding max length".
+    """
     import sqlalchemy.exc
 
     lost = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DisconnectionError)
@@ -87,9 +102,14 @@ def is_connection_error(error: BaseException) -> bool:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         if isinstance(error, lost) or (isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated):
-            return True
+            return error
         error = error.__cause__ or error.__context__
-    return False
+    return None
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when ``error`` (or what caused it) says the database cannot be reached right now."""
+    return connection_error(error) is not None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
@@ -112,10 +132,14 @@ def _heartbeat_kwargs(interval: int | None) -> dict[str, Any]:
 
 
 class _RDBStorage(optuna.storages.RDBStorage):
-    """Optuna's RDB storage whose heartbeat thread outlives a database blip: a missed beat is skipped.
+    """Optuna's RDB storage, for workers that outlive database outages.
 
-    (Optuna's thread dies on the first error, and the trial would later be failed as stale while it runs.)
+    A missed heartbeat is skipped: Optuna's thread dies on the first error, and the trial would later be failed as
+    stale while it runs. A trial about to be failed as stale gets its ``fail_reason`` first (a finished trial takes
+    no new attributes, and readers cache finished trials); :func:`retry_trial` then adds the retry's number.
     """
+
+    _amending = threading.local()
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -123,6 +147,27 @@ class _RDBStorage(optuna.storages.RDBStorage):
         except Exception as error:
             if not is_connection_error(error):
                 raise
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        stale = super()._get_stale_trial_ids(study_id)
+        for trial_id in stale:
+            worker = self.get_trial(trial_id).user_attrs.get("worker", "unknown")
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it already
+                self.set_trial_user_attr(trial_id, FAIL_REASON, f"heartbeat lost for over {self.grace_period} s: its worker "
+                                                                f"{worker} died or could not reach the database")
+        return stale
+
+    def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
+        if not getattr(self._amending, "active", False):
+            super().check_trial_is_updatable(trial_id, trial_state)
+
+    def amend_fail_reason(self, trial_id: int, reason: str) -> None:
+        """Replace the ``fail_reason`` of a trial this process has just FAILED (Optuna refuses it otherwise)."""
+        self._amending.active = True
+        try:
+            self.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+        finally:
+            self._amending.active = False
 
 
 STORAGE_FIX = ("pass the --storage URL that 'nas search' used (e.g. --storage sqlite:///runs/nas.db), "
@@ -252,14 +297,17 @@ def open_storage(
         raise UsageError(f"cannot open storage {mask_url(url)}: {describe_error(error, url)}; check the URL, the password and that the server is running") from None
 
 
-def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue the parameters of a trial whose worker died as a new WAITING trial (at most ``MAX_RETRY`` times).
+def _queue_retry(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """Queue the parameters of a FAILED trial as a new WAITING trial (at most ``MAX_RETRY`` times); the retry's number.
 
-    Optuna's retry callback, given a copy without the dead run's user attributes (partial history, its
-    worker), so the retried trial starts clean. Runs once per dead trial even if two workers notice it.
+    The retry gets a copy without the dead run's user attributes (partial history, its worker), so it starts clean.
+    Queued once per dead trial even if two workers notice it. None when ``MAX_RETRY`` is reached.
     """
-    if any(trial.number in t.system_attrs.get("retry_history", ()) for t in study.get_trials(deepcopy=False)):
-        return
+    def retry_of() -> int | None:
+        return next((t.number for t in study.get_trials(deepcopy=False) if trial.number in t.system_attrs.get("retry_history", ())), None)
+
+    if (number := retry_of()) is not None:
+        return number
     retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
     clean = copy.deepcopy(trial)
     clean.user_attrs = {}
@@ -267,6 +315,40 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", FutureWarning)
         retry_class(max_retry=MAX_RETRY)(study, clean)
+    return retry_of()
+
+
+def _with_retry(reason: str, retry: int | None) -> str:
+    return f"{reason}; " + (f"parameters retried as trial {retry}" if retry is not None else
+                            f"not retried: these parameters were retried {MAX_RETRY} times already")
+
+
+def retry_trial(study: optuna.Study, trial: FrozenTrial) -> int | None:
+    """Queue the parameters of a trial just FAILED as stale, and name the retry in its ``fail_reason``.
+
+    Optuna's heartbeat-stale callback; :class:`_RDBStorage` wrote the reason before the trial was failed.
+    Returns the retry's number (None when ``MAX_RETRY`` is reached).
+    """
+    retry = _queue_retry(study, trial)
+    backend = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDB storages in a cache
+    if isinstance(backend, _RDBStorage):
+        backend.amend_fail_reason(trial._trial_id, _with_retry(trial.user_attrs.get(FAIL_REASON, "heartbeat lost"), retry))
+    return retry
+
+
+def fail_stranded_trial(study: optuna.Study, number: int, reason: str) -> int | None:
+    """FAIL trial ``number``, left RUNNING when the database dropped under this process, say why, and retry it.
+
+    Returns the retry's number; None when another worker failed it first (as stale: that one retries it and says why).
+    """
+    trial_id = study.get_trials(deepcopy=False)[number]._trial_id
+    with contextlib.suppress(ValueError, optuna.exceptions.UpdateFinishedTrialError):  # no longer RUNNING
+        study._storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+        study.tell(number, state=TrialState.FAIL)
+    failed = study._storage.get_trial(trial_id)
+    if failed.state != TrialState.FAIL or failed.user_attrs.get(FAIL_REASON) != reason:
+        return None
+    return retry_trial(study, failed)
 
 
 def heartbeat_enabled(study: optuna.Study) -> bool:
@@ -274,6 +356,13 @@ def heartbeat_enabled(study: optuna.Study) -> bool:
     from optuna.storages._heartbeat import is_heartbeat_enabled
 
     return is_heartbeat_enabled(study._storage)
+
+
+def heartbeat_thread(study: optuna.Study, trial: optuna.Trial) -> Any:
+    """A context manager recording ``trial``'s heartbeat while it runs (Optuna does so only inside ``study.optimize``)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial._trial_id, study._storage)
 
 
 def worker_id() -> str:
@@ -311,8 +400,11 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> list[int]:
     failed = []
     with _host_lock(f"nas-recover-{hashlib.sha256(study.study_name.encode()).hexdigest()[:16]}.lock"):
         for trial in orphans():  # again, under the lock: another worker may have taken them
+            # Retry first, then the reason naming it, then FAIL: a journal keeps no attribute set after FAIL.
+            retry = _queue_retry(study, trial)
+            reason = f"worker {trial.user_attrs['worker']} died (its process is gone)"
+            study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, _with_retry(reason, retry))
             study.tell(trial.number, state=TrialState.FAIL)
-            retry_trial(study, trial)
             failed.append(trial.number)
     return failed
 

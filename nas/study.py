@@ -5,6 +5,7 @@ when a requirement already fails, the expensive ones are skipped (staged evaluat
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
 import signal
@@ -29,11 +30,12 @@ from . import config as config_module
 from . import data as data_module
 from . import samplers
 from .errors import UsageError
-from .storage import (HEARTBEAT_SECONDS, default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled, mask_url,
-                      open_artifact_store, open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
 from .recipe import sample_recipe
 from .requirements import requirement_metrics
 from .robust_training import make_batch_loss
+from .storage import (FAIL_REASON, HEARTBEAT_SECONDS, TrialStranded, default_artifact_dir, fail_trials_of_dead_workers,
+                      heartbeat_enabled, heartbeat_thread, is_connection_error, mask_url, open_artifact_store,
+                      open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
 from .training import TrainingDiverged, resolve_device, train
 
 CONFIG_ATTR = "config"
@@ -131,13 +133,17 @@ class Experiment:
 
     # ------------------------------------------------------------------------------------------ trial
     def run_trial(self, trial: optuna.Trial) -> tuple[float, ...]:
+        """Train and score one trial; a failure is recorded as its ``fail_reason``, except a lost database
+        connection, which is not the trial's fault (the trial is retried, see :func:`run_search`)."""
         try:
             return self._run_trial(trial)
         except Exception as error:
+            if is_connection_error(error):
+                raise
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
             if isinstance(error, TrainingDiverged):
                 reason = str(error)
-            trial.set_user_attr("fail_reason", reason)
+            trial.set_user_attr(FAIL_REASON, reason)
             raise
 
     def _run_trial(self, trial: optuna.Trial) -> tuple[float, ...]:
@@ -339,6 +345,46 @@ def _is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
     return ahead >= n_trials
 
 
+def _run_one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], tuple[float, ...]],
+                   callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]]) -> None:
+    """Ask, run ``objective`` while the heartbeat beats, tell, call ``callbacks``: ``study.optimize`` for one trial,
+    except that a lost database raises :class:`TrialStranded` and leaves the trial RUNNING.
+
+    (``study.optimize(catch=(Exception,))`` would store a lost connection as the trial's failure, or, when the
+    tell fails too, raise "cannot access local variable 'updated_state'" from Optuna's error path.)
+    """
+    trial = study.ask()
+    values, state, interrupt = None, TrialState.FAIL, None
+    try:
+        with heartbeat_thread(study, trial):
+            try:
+                values, state = objective(trial), None  # None: tell checks the values and stores COMPLETE
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except KeyboardInterrupt as stop:
+                interrupt = stop
+            except Exception as error:
+                if is_connection_error(error):
+                    raise
+        finished = study.tell(trial, values, state=state)
+    except Exception as error:
+        if interrupt is not None:  # stopping comes first; the heartbeat deals with the trial
+            raise interrupt from None
+        if is_connection_error(error):
+            raise TrialStranded(trial.number) from error
+        # Our trial was FAILED by another worker (missed heartbeats): its result is dropped, go on.
+        if not (isinstance(error, (ValueError, optuna.exceptions.UpdateFinishedTrialError))
+                and study.get_trials(deepcopy=False)[trial.number].state.is_finished()):
+            raise
+        return
+    finally:
+        gc.collect()
+    if interrupt is not None:
+        raise interrupt
+    for callback in callbacks:
+        callback(study, finished)
+
+
 def run_search(
     study: optuna.Study,
     experiment: Experiment,
@@ -353,7 +399,8 @@ def run_search(
     Safe with any number of workers on one storage: a worker waits while the trials under way elsewhere
     would reach the target, and a trial that would overshoot it is PRUNED before it trains. Trials of
     dead workers are FAILED and retried (heartbeats on RDB storages, process checks on a journal file).
-    Raises ``KeyboardInterrupt`` after a Ctrl-C/SIGTERM, once the running trial is marked.
+    Raises ``KeyboardInterrupt`` after a Ctrl-C/SIGTERM, once the running trial is marked, and
+    :class:`TrialStranded` when the database drops during a trial (see ``worker.run_with_reconnect``).
     """
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     max_failed = failure_budget(n_trials, max_failed)
@@ -361,10 +408,8 @@ def run_search(
     deadline = time.monotonic() + timeout if timeout else None
     heartbeat = heartbeat_enabled(study)
     stop = _StopSignals()
-    current: dict[str, int] = {}
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
-        current["number"] = trial.number
         trial.set_user_attr("worker", worker_id())
         if _is_surplus(study, trial.number, n_trials):
             trial.set_user_attr("surplus", True)
@@ -375,20 +420,24 @@ def run_search(
                 raise KeyboardInterrupt(stop.requested)
             return experiment.run_trial(trial)
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", f"abandoned: worker stopped by {stop.requested or 'SIGINT'}")
+            trial.set_user_attr(FAIL_REASON, f"abandoned: worker stopped by {stop.requested or 'SIGINT'}")
             raise
-        except Exception:
+        except Exception as error:
             # The interrupt can surface as another error when a library wraps it: the stop is still the reason.
-            if stop.requested:
-                trial.set_user_attr("fail_reason", f"abandoned: worker stopped by {stop.requested}")
+            if stop.requested and not is_connection_error(error):
+                trial.set_user_attr(FAIL_REASON, f"abandoned: worker stopped by {stop.requested}")
             raise
         finally:
             stop.in_trial = False
 
     with stop, warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # _run_one_trial beats the heartbeat itself, as study.optimize would.
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
         while not stop.requested:
-            if not heartbeat:
+            if heartbeat:  # trials of dead workers: FAILED and retried
+                optuna.storages.fail_stale_trials(study)
+            else:
                 fail_trials_of_dead_workers(study)
             tally = counts(study)
             if tally["COMPLETE"] >= n_trials or tally["FAIL"] - failed_before >= max_failed:
@@ -396,17 +445,9 @@ def run_search(
             if deadline is not None and time.monotonic() >= deadline:
                 break
             if tally["COMPLETE"] + tally["RUNNING"] >= n_trials and not tally["WAITING"]:
-                if heartbeat:  # other workers' trials may be stale: fail and requeue them
-                    optuna.storages.fail_stale_trials(study)
                 time.sleep(poll_seconds)
                 continue
-            try:
-                study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=callbacks, gc_after_trial=True)
-            except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
-                # Our trial was FAILED by another worker (missed heartbeats): its result is dropped, go on.
-                number = current.get("number")
-                if number is None or not study.get_trials(deepcopy=False)[number].state.is_finished():
-                    raise
+            _run_one_trial(study, objective, callbacks or [])
     if stop.requested:
         raise KeyboardInterrupt(stop.requested)
     return study

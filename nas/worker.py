@@ -22,7 +22,8 @@ import numpy
 import optuna
 
 from .errors import UsageError
-from .storage import HEARTBEAT_SECONDS, StorageUnavailable, describe_error, is_connection_error, mask_url, worker_id
+from .storage import (HEARTBEAT_SECONDS, StorageUnavailable, TrialStranded, connection_error, describe_error, fail_stranded_trial,
+                      is_connection_error, mask_url, worker_id)
 
 T = TypeVar("T")
 STORAGE_ENV = "NAS_STORAGE"  # keeps passwords out of shell history and `ps`
@@ -35,7 +36,9 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
 
     ``step`` must be safe to repeat (``run_search`` is: it counts what the study already holds). The clock
     restarts whenever the database answers; after ``retry_for`` seconds without an answer, raise
-    :class:`StorageUnavailable`. The trial running at the drop is FAILED and retried by the heartbeat.
+    :class:`StorageUnavailable`. A trial stranded by the drop (:class:`TrialStranded`) is FAILED, with the
+    reason in its ``fail_reason``, and its parameters retried as soon as the database answers; if this worker
+    gives up, the heartbeat of the other workers does the same.
     """
     while True:
         try:
@@ -43,7 +46,9 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
         except Exception as error:
             if not is_connection_error(error):
                 raise
-            lost_at, delay, reason = time.monotonic(), 1.0, describe_error(error, storage_url)
+            stranded = error.number if isinstance(error, TrialStranded) else None
+            lost_at, delay = time.monotonic(), 1.0
+            reason = lost_reason = describe_error(connection_error(error), storage_url)
             while True:
                 left = retry_for - (time.monotonic() - lost_at)
                 if left <= 0:
@@ -58,11 +63,16 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
                 delay = min(2 * delay, 30.0)
                 try:
                     study.user_attrs  # a cheap query: is the database back?
+                    if stranded is not None:
+                        retry = fail_stranded_trial(study, stranded, f"database unreachable during the trial ({lost_reason})")
+                        if console is not None:
+                            console.print(f"[yellow]storage is back; trial {stranded} was cut off and is marked FAILED"
+                                          + (f", its parameters retried as trial {retry}" if retry is not None else ""))
                     break
                 except Exception as again:
                     if not is_connection_error(again):
                         raise
-                    reason = describe_error(again, storage_url)
+                    reason = describe_error(connection_error(again), storage_url)
 
 
 def create_only(config: dict[str, Any], resume: bool, console: Any) -> int:

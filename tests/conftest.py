@@ -4,15 +4,30 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
+# The longest any wait in a test may take, in seconds: generous, because the suite runs on busy 2-core machines.
+PATIENCE = 600.0
+T = TypeVar("T")
 
 
-def run_nas(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def wait_for(condition: Callable[[], T], what: str, timeout: float = PATIENCE, interval: float = 0.2) -> T:
+    """Poll ``condition`` until it returns something truthy and return that; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(interval)
+    return value
+
+
+def run_nas(*args: str, cwd: Path, timeout: float = PATIENCE, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m nas ARGS`` in ``cwd`` with a wide terminal so tables are not wrapped."""
     environment = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(

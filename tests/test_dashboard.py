@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import REPO
+from conftest import PATIENCE, REPO
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -130,7 +130,7 @@ def server(built):
 
 
 def _get(url: str) -> tuple[int, str]:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with urllib.request.urlopen(url, timeout=PATIENCE) as response:
         return response.status, response.read().decode()
 
 
@@ -141,7 +141,7 @@ def _update(server: Server, output: str, inputs: list[dict], state: list[dict] |
                "changedPropIds": [f"{inputs[0]['id']}.{inputs[0]['property']}"], "state": state or []}
     request = urllib.request.Request(f"{server.url}/_dash-update-component", data=json.dumps(payload).encode(),
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=60) as response:
+    with urllib.request.urlopen(request, timeout=PATIENCE) as response:
         return json.loads(response.read())
 
 
@@ -230,7 +230,7 @@ def test_command_serves_on_localhost(built, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", "--storage", built["storage"], "--port", str(port)],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 status, page = _get(f"http://127.0.0.1:{port}/")
@@ -242,7 +242,7 @@ def test_command_serves_on_localhost(built, tmp_path):
         assert status == 200 and "Robust NAS dashboard" in page
     finally:
         process.terminate()
-        process.wait(timeout=20)
+        process.wait(timeout=PATIENCE)
 
 
 def test_dashboard_never_writes_to_the_study(built):
@@ -282,6 +282,7 @@ def browser():
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     opened = context.new_page()
+    opened.set_default_timeout(PATIENCE * 1000)  # every wait below polls for its condition up to this long
     errors: list[str] = []
     opened.on("pageerror", lambda error: errors.append(str(error)))
     opened.goto(server.url)
@@ -324,28 +325,28 @@ def _click_trial_point(page, number: int) -> None:
 
 
 def test_pareto_plot_redraws_and_click_opens_drill_down(page, built):
-    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed']}", timeout=30000)
+    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed']}")
     names = [t["name"] for t in _traces(page, "pareto-graph")]
     assert any(n.startswith("Pareto front") for n in names) and any(n.startswith("infeasible") for n in names)
     page.screenshot(path=str(ARTIFACTS / "dashboard-pareto.png"), full_page=True)
 
     _pick(page, "x-axis", "ood ↑")
     _pick(page, "y-axis", "adversarial ↑")
-    page.wait_for_function("document.querySelector('#pareto-graph .g-ytitle').textContent.startsWith('adversarial')", timeout=20000)
+    page.wait_for_function("document.querySelector('#pareto-graph .g-ytitle').textContent.startsWith('adversarial')")
     assert page.locator("#pareto-graph .g-xtitle").text_content() == "ood ↑"
     assert page.locator(POINTS).count() == built["completed"]
     page.click("#show input[value=infeasible]")  # hide the trial that fails accuracy >= 0.5
-    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed'] - 1}", timeout=20000)
+    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed'] - 1}")
     page.click("#show input[value=infeasible]")
     _pick(page, "z-axis", "explainability ↑")
-    page.wait_for_function("document.querySelector('#pareto-graph .js-plotly-plot').data.every(t => t.type == 'scatter3d')", timeout=20000)
+    page.wait_for_function("document.querySelector('#pareto-graph .js-plotly-plot').data.every(t => t.type == 'scatter3d')")
     assert sum(t["n"] for t in _traces(page, "pareto-graph")) == built["completed"]
     page.screenshot(path=str(ARTIFACTS / "dashboard-pareto-3d.png"))
     page.click("#z-axis .dash-dropdown-clear")
-    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed']}", timeout=20000)
+    page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed']}")
 
     _click_trial_point(page, built["robust"])
-    page.wait_for_selector("#ood-graph .main-svg", timeout=20000)
+    page.wait_for_selector("#ood-graph .main-svg")
     assert f"Trial {built['robust']}" in page.inner_text("#trial-body")
     ood = page.inner_text("#ood-graph")
     assert "uniform: AUROC" in ood and "letters: AUROC" in ood
@@ -361,7 +362,7 @@ def test_pareto_plot_redraws_and_click_opens_drill_down(page, built):
 
 def test_compare_shows_two_trials(page, built):
     page.get_by_text("Compare", exact=True).click()
-    page.wait_for_selector("#compare-graph .main-svg", timeout=30000)
+    page.wait_for_selector("#compare-graph .main-svg")
     traces = _traces(page, "compare-graph")
     assert len(traces) == 2 and all(t["name"].startswith("trial ") for t in traces)
     header = page.locator("#compare-body table.data").first.locator("th").all_inner_texts()
@@ -376,8 +377,8 @@ def test_export_button_downloads_the_export_folder(page, built):
     page.get_by_text("Trial", exact=True).click()
     page.click("#trial")
     page.locator(".dash-dropdown-option", has_text=f"#{searched} ·").click()
-    page.wait_for_selector(f"#trial-body >> text=Trial {searched}", timeout=20000)
-    with page.expect_download(timeout=60000) as download:
+    page.wait_for_selector(f"#trial-body >> text=Trial {searched}")
+    with page.expect_download() as download:
         page.click("#export-button")
     path = download.value.path()
     with zipfile.ZipFile(path) as archive:
@@ -393,7 +394,7 @@ def test_live_refresh_while_a_search_runs_and_an_empty_study(page, built):
     """A search running beside the open page: its new trial appears without a reload."""
     from nas.study import Experiment, create_or_load, run_search
 
-    page.wait_for_selector(POINTS, timeout=30000)
+    page.wait_for_selector(POINTS)
     shown = page.locator(POINTS).count()
     study = create_or_load(built["config"], resume=True)
     target = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))) + 1  # the hand-made RUNNING trial never ends
@@ -401,15 +402,15 @@ def test_live_refresh_while_a_search_runs_and_an_empty_study(page, built):
     search = threading.Thread(target=lambda: run_search(study, Experiment.from_config(built["config"]), target, timeout=5))
     search.start()
     try:
-        page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {shown + 1}", timeout=60000)
+        page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {shown + 1}")
     finally:
         search.join()
     assert "running" in page.inner_text("#status")  # the hand-made RUNNING trial is still counted
 
     _pick(page, "study", "empty")
-    page.wait_for_selector("#pareto-graph >> text=has no completed trial yet", timeout=20000)
+    page.wait_for_selector("#pareto-graph >> text=has no completed trial yet")
     assert page.locator(POINTS).count() == 0
     assert "no trials yet" in page.inner_text("#status")
     page.screenshot(path=str(ARTIFACTS / "dashboard-empty.png"))
     page.get_by_text("Trial", exact=True).click()
-    page.wait_for_selector("#trial-body >> text=No trial picked", timeout=20000)
+    page.wait_for_selector("#trial-body >> text=No trial picked")

@@ -14,13 +14,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXPERIMENTS, run_nas
-from test_distributed import assert_exact, write_config
+from conftest import EXPERIMENTS, PATIENCE, run_nas, wait_for
+from test_distributed import assert_exact, retry_of, write_config
 
 from nas.errors import UsageError
 from nas.parallel import threads_per_worker
 from nas.storage import (StorageUnavailable, describe_error, fail_trials_of_dead_workers, mask_url, open_artifact_store, open_storage,
-                         worker_id)
+                         study_names, worker_id)
 
 
 def journal_study(workdir: Path, name: str) -> optuna.Study:
@@ -33,15 +33,18 @@ def start_search(workdir: Path, config: Path, *options: str) -> subprocess.Popen
                              "--workers", "2", *options], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_running_trial(workdir: Path, name: str, min_epochs: int = 1, timeout: float = 180) -> optuna.trial.FrozenTrial:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if (workdir / f"{name}.journal").exists():
-            for trial in journal_study(workdir, name).get_trials(states=(TrialState.RUNNING,)):
-                if len(trial.user_attrs.get("history", [])) >= min_epochs:
-                    return trial
-        time.sleep(0.1)
-    raise AssertionError("no trial started training")
+def wait_for_running_trial(workdir: Path, name: str, min_epochs: int = 1) -> optuna.trial.FrozenTrial:
+    """The first trial of study ``name`` that has trained ``min_epochs`` epochs, once the search has written the study
+    into its journal (the file exists a moment before the study does)."""
+    journal = workdir / f"{name}.journal"
+
+    def running() -> optuna.trial.FrozenTrial | None:
+        if not journal.exists() or name not in study_names(open_storage(f"journal:{journal}")):
+            return None
+        trials = journal_study(workdir, name).get_trials(states=(TrialState.RUNNING,))
+        return next((t for t in trials if len(t.user_attrs.get("history", [])) >= min_epochs), None)
+
+    return wait_for(running, f"a trial of study '{name}' to train {min_epochs} epoch(s)")
 
 
 def test_two_local_workers_share_a_journal_study(tmp_path):
@@ -68,14 +71,15 @@ def test_kill9_local_worker_trial_is_failed_and_retried(tmp_path):
     search = start_search(tmp_path, config)
     victim = wait_for_running_trial(tmp_path, "kill")
     os.kill(int(victim.user_attrs["worker"].rpartition(":")[2]), signal.SIGKILL)
-    out, err = search.communicate(timeout=300)
+    out, err = search.communicate(timeout=PATIENCE)
     assert search.returncode == 0, out + err  # the study reached its target, so the search succeeded
     assert "was killed by SIGKILL" in out and f"trial {victim.number} of that worker is marked FAILED" in out
     study = journal_study(tmp_path, "kill")
     assert_exact(study, 3)
-    assert study.trials[victim.number].state == TrialState.FAIL
-    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
-    assert len(retries) == 1 and retries[0].params == victim.params and retries[0].state == TrialState.COMPLETE
+    failed, retry = study.trials[victim.number], retry_of(study, victim)
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs["fail_reason"] == \
+        f"worker {victim.user_attrs['worker']} died (its process is gone); parameters retried as trial {retry.number}"
 
 
 def test_search_fails_when_every_worker_dies(tmp_path):
@@ -86,7 +90,7 @@ def test_search_fails_when_every_worker_dies(tmp_path):
     assert len(children) == 2
     for pid in children:
         os.kill(int(pid), signal.SIGKILL)
-    out, err = search.communicate(timeout=120)
+    out, err = search.communicate(timeout=PATIENCE)
     assert search.returncode == 1, out + err
     assert "stopped with 0/3 COMPLETE trials: worker 0 was killed by SIGKILL" in out
     study = journal_study(tmp_path, "wiped")
@@ -98,7 +102,7 @@ def test_sigterm_stops_workers_cleanly_and_resume_finishes(tmp_path):
     search = start_search(tmp_path, config)
     wait_for_running_trial(tmp_path, "term")
     search.send_signal(signal.SIGTERM)
-    out, err = search.communicate(timeout=120)
+    out, err = search.communicate(timeout=PATIENCE)
     assert search.returncode == 130, out + err
     assert "Traceback" not in out + err and "--resume" in err
     study = journal_study(tmp_path, "term")
@@ -106,7 +110,7 @@ def test_sigterm_stops_workers_cleanly_and_resume_finishes(tmp_path):
     abandoned = study.get_trials(states=(TrialState.FAIL,))
     assert abandoned and all(t.user_attrs["fail_reason"] == "abandoned: worker stopped by SIGTERM" for t in abandoned)
     resumed = start_search(tmp_path, config, "--resume")
-    out, err = resumed.communicate(timeout=300)
+    out, err = resumed.communicate(timeout=PATIENCE)
     assert resumed.returncode == 0, out + err
     assert_exact(journal_study(tmp_path, "term"), 3)
 
@@ -169,6 +173,24 @@ def test_journal_trials_of_dead_local_workers_are_failed_and_retried_once(tmp_pa
     (retry,) = [t for t in trials if t.state == TrialState.WAITING]
     assert retry.params == trials[orphan.number].params and retry.system_attrs["failed_trial"] == orphan.number
     assert retry.user_attrs == {}, "the retry starts clean, without the dead run's history or worker"
+    assert trials[orphan.number].user_attrs["fail_reason"].endswith(f"died (its process is gone); parameters retried as trial {retry.number}")
+
+
+def test_a_trial_stranded_by_a_lost_database_is_failed_with_its_reason_and_retried_once(tmp_path):
+    from nas.storage import fail_stranded_trial
+
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/cut.db"), directions=["maximize"])
+    cut = study.ask()
+    cut.suggest_float("x", 0.0, 1.0)
+    cut.set_user_attr("history", [{"epoch": 1}])
+    reason = "database unreachable during the trial (connection refused)"
+    retry = fail_stranded_trial(study, cut.number, reason)
+    assert fail_stranded_trial(study, cut.number, reason) == retry, "a second recovery must not queue a second retry"
+    trials = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path}/cut.db").get_trials()
+    assert trials[cut.number].state == TrialState.FAIL
+    assert trials[cut.number].user_attrs["fail_reason"] == f"{reason}; parameters retried as trial {retry}"
+    assert [t.number for t in trials if t.state == TrialState.WAITING] == [retry]
+    assert trials[retry].params == trials[cut.number].params and trials[retry].user_attrs == {}
 
 
 def test_passwords_are_masked_even_with_odd_characters():

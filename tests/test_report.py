@@ -6,7 +6,7 @@ import re
 import optuna
 import pytest
 
-from conftest import run_nas
+from conftest import PATIENCE, run_nas
 from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STUDY, build_study, cli
 
 
@@ -51,10 +51,11 @@ def test_report_renders_offline_in_chromium(report, built):
         context.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else
                       (requested.append(route.request.url), route.abort()))
         page = context.new_page()
+        page.set_default_timeout(PATIENCE * 1000)
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(report.as_uri())
-        page.wait_for_selector("#figure-1 .scatterlayer .point", timeout=30000)
+        page.wait_for_selector("#figure-1 .scatterlayer .point")
         pareto_points = page.locator("#figure-1 .scatterlayer .point").count()
         drawn = page.locator(".plotly-graph-div .main-svg").count()
         rows = page.locator("table.data").nth(1).locator("tbody tr").count()

@@ -166,7 +166,7 @@ def test_failing_accuracy_requirement_skips_the_expensive_objectives(digits):
 
 # ----------------------------------------------------------------------------------------- search
 def test_search_writes_every_robustness_objective_on_each_trial(tmp_path, nas_cli):
-    result = nas_cli("search", str(EXPERIMENTS / "smoke-robust.toml"), cwd=tmp_path, timeout=300, env={"OMP_NUM_THREADS": "1"})
+    result = nas_cli("search", str(EXPERIMENTS / "smoke-robust.toml"), cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr
     study = optuna.load_study(study_name="smoke-robust", storage=f"sqlite:///{tmp_path}/runs/smoke-robust.db")
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
