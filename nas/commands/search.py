@@ -127,7 +127,8 @@ def _no_trial_completed(study: Any, stopped_by: str | None) -> str:
     if not reasons:
         return f"no trial completed in study '{study.study_name}' ({stopped_by or 'timeout reached'})"
     reason, times = reasons.most_common(1)[0]
-    return (f"no trial completed in study '{study.study_name}': {len(failed)} FAILED, "
+    cause = f"{stopped_by}; " if stopped_by else ""  # dead workers explain the failures better than their symptoms
+    return (f"no trial completed in study '{study.study_name}': {cause}{len(failed)} FAILED, "
             f"most often ({times} of {len(failed)}) with: {mask_url(reason)}")
 
 
