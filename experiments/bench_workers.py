@@ -33,7 +33,7 @@ def draw_params(n_trials: int, seed: int = 0) -> list[dict[str, Any]]:
     """Parameters of ``n_trials`` smoke-space candidates, drawn with a seeded random sampler."""
     import search_spaces
     from nas import config as config_module
-    from nas.training import sample_recipe
+    from nas.recipe import sample_recipe
 
     config = config_module.load(SMOKE)
     space = search_spaces.get(config["space"]["name"])

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 import objectives
 
-from . import __version__
+from ._version import __version__
 from .pareto import is_feasible, objective_names
 
 CARD_VERSION = 1
@@ -242,5 +242,5 @@ def render_markdown(card: dict[str, Any]) -> str:
 
 
 def write_card(card: dict[str, Any], folder: Path) -> None:
-    (folder / "card.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
-    (folder / "card.md").write_text(render_markdown(card))
+    (folder / "card.json").write_text(json.dumps(card, indent=2, default=float) + "\n", encoding="utf-8")
+    (folder / "card.md").write_text(render_markdown(card), encoding="utf-8")

@@ -1,147 +1,49 @@
-"""Command line: ``nas search|status|...``. Bad input prints one line and exits with code 2."""
+"""Command line: the ``nas`` parser, its dispatcher and its error handling; nothing else.
+
+Each sub-command lives in its own module with ``register_command(subparsers)`` and imports torch, optuna
+and the rest of the library only inside its handler, so ``nas --help`` stays fast. Library modules never
+import this one. Bad input prints one line and exits with code 2.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
+import re
 import sys
-from pathlib import Path
-from typing import Any, Callable
 
 from .errors import UsageError
+
+# In the order ``nas --help`` lists them.
+COMMAND_MODULES = ("nas.commands.search", "nas.commands.status", "nas.export", "nas.verify", "nas.dashboard",
+                   "nas.report", "nas.worker")
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit code 2 (argparse's own code)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
+        # a nas.cli_types validator's message reads like a config error: '--timeout must be a number >= 0, got ..'
+        message = re.sub(r"^argument ([^:]+): must ", r"\1 must ", message)
         sys.stderr.write(f"nas: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 
-def _add_storage(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--storage", required=required, help="Optuna storage URL: sqlite:///runs/nas.db, postgresql://user@host/db or journal:PATH")
-    parser.add_argument("--study-name", help="study name (optional when the storage holds exactly one study)")
-
-
-def _cmd_search(args: argparse.Namespace) -> int:
-    from . import config as config_module
-    from .parallel import prepare_workers, run_local_workers
-    from .pareto import print_front, write_front
-    from .progress import SearchProgress, make_console
-    from .storage import default_artifact_dir
-    from .study import Experiment, counts, create_or_load, failure_budget, run_search
-    from .worker import create_only, run_with_reconnect
-
-    config = config_module.load(args.config)
-    config = config_module.apply_overrides(config, {  # --n-trials 0 creates the study and keeps the file's target
-        "study.n_trials": args.n_trials or None, "study.storage": args.storage, "study.name": args.study_name,
-        "study.seed": args.seed, "study.sampler": args.sampler, "study.timeout": args.timeout,
-        "study.device": args.device, "data.data_dir": args.data_dir,
-    })
-    console = make_console()
-    config = prepare_workers(config, args.workers, console)
-    if args.n_trials == 0:
-        return create_only(config, args.resume, console)
-    experiment = Experiment.from_config(config)
-    study = create_or_load(config, resume=args.resume)
-    n_trials = config["study"]["n_trials"]
-    console.print(
-        f"study '{study.study_name}': {len(experiment.dataset.train_x)} train / {len(experiment.dataset.val_x)} val samples of "
-        f"{config['data']['name']}, space {config['space']['name']}, objectives {', '.join(experiment.objective_names)}, "
-        f"sampler {config['study']['sampler']}, device {experiment.device}"
-    )
-    out_dir = Path(args.out) if args.out else default_artifact_dir(config["study"]["storage"]).parent
-    stopped_by = None
-    failed_before = counts(study)["FAIL"]
-    with SearchProgress(study, n_trials, console) as progress:
-        if args.workers > 1:
-            stopped_by = run_local_workers(study, config, args.workers, progress, console, out_dir / "logs")
-        else:
-            experiment.epoch_listener = progress.on_epoch
-            run_with_reconnect(study, config["study"]["storage"], lambda: run_search(
-                study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
-                max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), console=console)
-    tally = counts(study)
-    if tally["COMPLETE"] < n_trials:
-        too_many_failed = tally["FAIL"] - failed_before >= failure_budget(n_trials, config["study"]["max_failed"] or None)
-        why = "too many FAILED trials (study.max_failed)" if too_many_failed else (stopped_by or "timeout reached")
-        console.print(f"[yellow]stopped with {tally['COMPLETE']}/{n_trials} COMPLETE trials: {why}; see 'nas status' for failure reasons")
-    print_front(study, console)
-    csv_path, json_path = write_front(study, out_dir)
-    console.print(f"Pareto front written to {csv_path} and {json_path}")
-    return 1 if stopped_by and tally["COMPLETE"] < n_trials else 0  # workers crashed before the target
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    from .progress import make_console
-
-    from .pareto import print_front
-    from .storage import load_study, mask_url
-    from .study import counts
-
-    study = load_study(args.storage, args.study_name)
-    console = make_console()
-    tally = {state: n for state, n in counts(study).items() if n}
-    console.print(f"study '{study.study_name}' in {mask_url(args.storage)}: " + (", ".join(f"{n} {s}" for s, n in tally.items()) or "no trials"))
-    print_front(study, console)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
+    """The ``nas`` parser with every sub-command of :data:`COMMAND_MODULES` registered."""
     parser = _Parser(prog="nas", description="Robust multi-objective neural architecture search.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-
-    search = commands.add_parser("search", help="run (or resume) a multi-objective search from an experiment TOML file",
-                                 description="Run an Optuna multi-objective study: sample architectures and training recipes, "
-                                             "train each candidate, score every objective, print and write the Pareto front.")
-    search.add_argument("config", help="experiment TOML file, e.g. experiments/quickstart.toml")
-    search.add_argument("--n-trials", type=int, help="target number of COMPLETE trials in the study (overrides study.n_trials)")
-    search.add_argument("--storage", help="storage URL (overrides study.storage; default sqlite:///runs/nas.db)")
-    search.add_argument("--study-name", help="study name (overrides study.name)")
-    search.add_argument("--seed", type=int, help="base seed for the sampler and every trial (overrides study.seed)")
-    search.add_argument("--sampler", help="tpe, nsga2, nsga3, random or gp (overrides study.sampler)")
-    search.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    search.add_argument("--device", help="auto, cpu, cuda or cuda:N (overrides study.device)")
-    search.add_argument("--data-dir", help="folder holding the dataset files (overrides data.data_dir)")
-    search.add_argument("--resume", action="store_true", help="continue an existing study with the same config; completed trials are kept")
-    search.add_argument("--out", help="folder for the Pareto front CSV/JSON (default: next to the storage)")
-    search.add_argument("--workers", type=int, default=1,
-                        help="worker processes on this machine (default 1); CPU threads are split between them, an SQLite "
-                             "storage becomes a journal file beside it. --n-trials 0 only creates the study for 'nas worker'")
-    search.set_defaults(handler=_cmd_search)
-
-    status = commands.add_parser("status", help="trial counts by state and the Pareto front of a study",
-                                 description="Show trial counts by state and the Pareto front table of a stored study.")
-    _add_storage(status)
-    status.set_defaults(handler=_cmd_status)
-
-    for register in EXTRA_COMMANDS:
-        register(commands)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register_command(commands)
     return parser
 
 
-# Sub-commands living in their own modules register themselves here: fn(subparsers) -> None.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
-
-
-def _load_extra_commands() -> None:
-    import importlib
-
-    for module in ("nas.export", "nas.verify", "nas.dashboard", "nas.report", "nas.worker"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name == module:
-                continue
-            raise
-        if hasattr(mod, "register_command") and mod.register_command not in EXTRA_COMMANDS:
-            EXTRA_COMMANDS.append(mod.register_command)
-
-
 def main(argv: list[str] | None = None) -> int:
-    _load_extra_commands()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0), or a bad option already printed as one line (2)
+        return stop.code if isinstance(stop.code, int) else 2
     try:
         return int(args.handler(args) or 0)
     except UsageError as error:

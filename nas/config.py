@@ -1,17 +1,17 @@
 """Experiment config: a TOML file validated up front, with messages that name the key path.
 
-Every value is checked against a declared :class:`Field` (type, allowed values, bounds), the way
-scikit-learn validates parameters: the message names the key, what is allowed and what was given.
-Searchable fields accept a scalar (fixed), a list (choice) or ``{low, high[, log]}`` (range).
+Every section is checked against its declarations in the one format of :mod:`nas.schema`: the study and
+data sections here, ``[space]`` from the chosen search space's ``params``, ``[training]`` from
+:mod:`nas.recipe`, each ``[objectives.<name>]`` from that objective's ``params`` and ``[requirements]``
+from :mod:`nas.requirements`. Searchable keys accept a scalar (fixed), a list (choice) or
+``{low, high[, log]}`` (range).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import json
-import math
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,188 +24,154 @@ import objectives
 import search_spaces
 
 from . import data as data_module
+from . import samplers
 from .errors import UsageError
+from .extensions import REFERENCE
+from .files import read_text
+from .recipe import RECIPE_FIELDS, check_recipe
+from .requirements import check_requirements_table
+from .schema import Declaration, check_table, check_value
 
-SAMPLERS = ["tpe", "nsga2", "nsga3", "random", "gp"]
-_MISSING = object()
+SAMPLERS = list(samplers.BUILT_IN)
 
-
-@dataclass(frozen=True)
-class Field:
-    """One config key: accepted Python types, default, allowed values or numeric bounds."""
-
-    types: tuple[type, ...]
-    default: Any = None
-    choices: tuple[Any, ...] | None = None
-    low: float | None = None
-    high: float | None = None
-    searchable: bool = False
-    help: str = ""
-
-
-def _num(default: Any, low: float | None = None, high: float | None = None, searchable: bool = False, integer: bool = False, help: str = "") -> Field:
-    return Field((int,) if integer else (int, float), default, None, low, high, searchable, help)
-
-
-STUDY_FIELDS: dict[str, Field] = {
-    "name": Field((str,), "nas-study", help="study name in the storage"),
-    "sampler": Field((str,), "tpe", tuple(SAMPLERS)),
-    "n_trials": _num(20, 0, 100000, integer=True, help="target number of COMPLETE trials"),
-    "timeout": _num(0, 0, None, help="seconds; 0 = no limit"),
-    "seed": _num(0, 0, 2**31 - 1, integer=True),
-    "storage": Field((str,), "sqlite:///runs/nas.db"),
-    "artifacts": Field((str,), "", help="artifact folder for weights/details; default: next to the storage"),
-    "device": Field((str,), "auto"),
-    "max_failed": _num(0, 0, 100000, integer=True, help="stop after this many FAILED trials; 0 = n_trials"),
+STUDY_FIELDS: dict[str, Declaration] = {
+    "name": {"type": str, "default": "nas-study", "help": "study name in the storage"},
+    "sampler": {"type": str, "default": "tpe",
+                "help": f"{', '.join(SAMPLERS)}, an entry point of {samplers.ENTRY_POINT_GROUP} or a reference"},
+    "n_trials": {"type": int, "default": 20, "low": 0, "high": 100000, "help": "target number of COMPLETE trials"},
+    "timeout": {"type": float, "default": 0.0, "low": 0, "help": "seconds; 0 = no limit"},
+    "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
+    "storage": {"type": str, "default": "sqlite:///runs/nas.db"},
+    "artifacts": {"type": str, "default": "", "allow_empty": True,
+                  "help": "artifact folder for weights/details; default: next to the storage"},
+    "device": {"type": str, "default": "auto"},
+    "max_failed": {"type": int, "default": 0, "low": 0, "high": 100000,
+                   "help": "stop after this many FAILED trials; 0 = n_trials"},
 }
-DATA_FIELDS: dict[str, Field] = {
-    "name": Field((str,), "digits", tuple(data_module.available())),
-    "data_dir": Field((str,), ""),
-    "download": Field((bool,), False),
-    "train_size": _num(0, 0, None, integer=True, help="0 = all"),
-    "val_size": _num(0, 0, None, integer=True, help="0 = all"),
-    "test_size": _num(0, 0, None, integer=True, help="0 = all"),
-    "val_fraction": _num(0.15, 0.01, 0.9),
-    "test_fraction": _num(0.15, 0.01, 0.9),
-    "seed": _num(0, 0, 2**31 - 1, integer=True),
-    "path": Field((str,), ""),
-    "image_size": _num(32, 4, 512, integer=True),
-    "grayscale": Field((bool,), False),
-    "synthetic_size": _num(600, 20, 100000, integer=True),
-}
-TRAINING_FIELDS: dict[str, Field] = {
-    "epochs": _num(2, 1, 1000, searchable=True, integer=True),
-    "batch_size": _num(128, 1, 65536, searchable=True, integer=True),
-    "lr": _num(3e-3, 1e-6, 10.0, searchable=True),
-    "optimizer": Field((str,), "adam", ("adam", "adamw", "sgd"), searchable=True),
-    "weight_decay": _num(0.0, 0.0, 1.0, searchable=True),
-    "label_smoothing": _num(0.0, 0.0, 0.5, searchable=True),
-    "max_grad_norm": _num(0.0, 0.0, 1e6, help="0 = no clipping"),
+DATA_FIELDS: dict[str, Declaration] = {
+    "name": {"type": str, "default": "digits",
+             "help": f"a built-in data set, an entry point of {data_module.ENTRY_POINT_GROUP} or a reference"},
+    "data_dir": {"type": str, "default": "", "allow_empty": True,
+                 "help": "folder holding the dataset files; default: where the loader looks"},
+    "download": {"type": bool, "default": False, "help": "let torchvision fetch missing files into data.data_dir"},
+    "dataset": {"type": str, "default": "", "allow_empty": True,
+                "help": f"torchvision only (and required there): {', '.join(data_module.TORCHVISION_SETS)}"},
+    "emnist_split": {"type": str, "default": "balanced", "choices": data_module.EMNIST_SPLITS,
+                     "help": "torchvision EMNIST: which of its splits (and class sets) to read"},
+    "train_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
+    "val_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
+    "test_size": {"type": int, "default": 0, "low": 0, "help": "0 = all"},
+    "val_fraction": {"type": float, "default": 0.15, "low": 0.01, "high": 0.9},
+    "test_fraction": {"type": float, "default": 0.15, "low": 0.01, "high": 0.9},
+    "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
+    "path": {"type": str, "default": "", "allow_empty": True, "help": "image-folder: the folder of class sub-folders"},
+    "image_size": {"type": int, "default": 32, "low": 4, "high": 512},
+    "grayscale": {"type": bool, "default": False},
+    "synthetic_size": {"type": int, "default": 600, "low": 20, "high": 100000},
 }
 SECTIONS = ("study", "data", "space", "training", "objectives", "requirements")
 
 
-def _type_names(types: tuple[type, ...]) -> str:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}
-    return " or ".join(dict.fromkeys(names.get(t, t.__name__) for t in types))
+CLASS_FIELD: Declaration = {"type": str, "default": "", "help": '"package.module:Name" of an Objective subclass'}
+SPACE_NAME_FIELD: Declaration = {"type": str, "default": "cnn", "help": f"a built-in space, an entry point of "
+                                 f"{search_spaces.ENTRY_POINT_GROUP} or a reference"}
 
 
-def _check_scalar(path: str, value: Any, field: Field) -> Any:
-    ok_type = isinstance(value, field.types) and not (isinstance(value, bool) and bool not in field.types)
-    if not ok_type:
-        raise UsageError(f"config: {path} must be {_type_names(field.types)}, got {value!r}")
-    if field.types == (int, float) and isinstance(value, int):
-        value = float(value) if not isinstance(field.default, int) else value
-    if field.choices is not None and value not in field.choices:
-        raise UsageError(f"config: {path} = {value!r} is not allowed; allowed: {', '.join(map(str, field.choices))}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if (field.low is not None and value < field.low) or (field.high is not None and value > field.high):
-            bounds = f"[{field.low if field.low is not None else '-inf'}, {field.high if field.high is not None else 'inf'}]"
-            raise UsageError(f"config: {path} = {value!r} is out of range; allowed: {bounds}")
-    return value
+def space_fields(space: search_spaces.SearchSpace) -> dict[str, Declaration]:
+    """``[space]``: the space's name plus its declared searchable options."""
+    return {"name": {**SPACE_NAME_FIELD, "default": space.name}, **space.params}
 
 
-def check_value(path: str, value: Any, field: Field) -> Any:
-    """Validate one value (a range/choice too when the field is searchable) and return it."""
-    if field.searchable and isinstance(value, list):
-        if not value:
-            raise UsageError(f"config: {path} must be a non-empty list of choices")
-        return [_check_scalar(f"{path}[{i}]", v, field) for i, v in enumerate(value)]
-    if field.searchable and isinstance(value, dict):
-        unknown = set(value) - {"low", "high", "log", "step"}
-        if unknown or "low" not in value or "high" not in value:
-            raise UsageError(f"config: {path} as a range must be {{low = .., high = ..[, log = true][, step = ..]}}, got {value!r}")
-        low = _check_scalar(f"{path}.low", value["low"], field)
-        high = _check_scalar(f"{path}.high", value["high"], field)
-        if low > high:
-            raise UsageError(f"config: {path}: low ({low}) must not exceed high ({high})")
-        if value.get("log") and low <= 0:
-            raise UsageError(f"config: {path}: a log range needs low > 0, got {low}")
-        return dict(value)
-    return _check_scalar(path, value, field)
+def objective_fields(cls: type[objectives.Objective], by_reference: bool = False) -> dict[str, Declaration]:
+    """``[objectives.<name>]``: the fixed direction plus the objective's declared options (and ``class`` when the
+    table names the class by reference)."""
+    direction = {"type": str, "default": cls.direction, "choices": (cls.direction,), "help": cls.description}
+    return {**({"class": CLASS_FIELD} if by_reference else {}), "direction": direction, **cls.params}
 
 
-def check_table(path: str, table: Any, fields: dict[str, Field]) -> dict[str, Any]:
-    """Validate a table against declared fields; unknown keys are errors, missing keys get defaults."""
-    if not isinstance(table, dict):
-        raise UsageError(f"config: [{path}] must be a table, got {table!r}")
-    for key in table:
-        if key not in fields:
-            raise UsageError(f"config: unknown key {path}.{key}; allowed: {', '.join(sorted(fields))}")
-    return {key: check_value(f"{path}.{key}", table.get(key, field.default), field) if key in table else copy.deepcopy(field.default)
-            for key, field in fields.items()}
+def _check_sampler(path: str, name: str) -> None:
+    try:
+        samplers.factory(name)
+    except LookupError as error:
+        raise UsageError(f"config: {path} = {error}") from None
 
 
-def _space_fields(space: search_spaces.SearchSpace) -> dict[str, Field]:
-    fields: dict[str, Field] = {"name": Field((str,), space.name, tuple(search_spaces.available()))}
-    for key, default in space.params.items():
-        limit = space.limits[key]
-        if isinstance(limit, list):
-            kinds = tuple({type(v) for v in limit})
-            fields[key] = Field(kinds, default, tuple(limit), searchable=True)
-        else:
-            integer = isinstance(limit[0], int) and isinstance(limit[1], int)
-            fields[key] = _num(default, limit[0], limit[1], searchable=True, integer=integer)
-    return fields
+def _check_dataset(path: str, name: str) -> None:
+    try:
+        data_module.loader(name)
+    except UsageError as error:
+        raise UsageError(f"config: {path}{str(error).removeprefix('data.name')}") from None
 
 
-def _objective_fields(cls: type[objectives.Objective]) -> dict[str, Field]:
-    fields = {"direction": Field((str,), cls.direction, (cls.direction,), help=cls.description)}
-    for key, spec in cls.params.items():
-        kinds = spec.get("type", type(spec["default"]))
-        kinds = kinds if isinstance(kinds, tuple) else ((int, float) if kinds is float else (kinds,))
-        choices = tuple(spec["choices"]) if "choices" in spec else None
-        fields[key] = Field(kinds, spec["default"], choices, spec.get("low"), spec.get("high"))
-    return fields
+# Keys naming a component a user may bring: each check turns a name that finds nothing into one line.
+NAMED_KEYS = {"study.sampler": _check_sampler, "data.name": _check_dataset}
 
 
-def requirement_metrics(objective_names: list[str] | None = None) -> dict[str, tuple[str, str]]:
-    """Map every metric usable in ``[requirements]`` to ``(objective, metric)``."""
-    names = objective_names or objectives.available()
-    table: dict[str, tuple[str, str]] = {}
-    for name in names:
-        cls = objectives.get(name)
-        table[name] = (name, name)
-        for metric in cls.metrics:
-            table[metric if metric == name else f"{name}.{metric}"] = (name, metric)
-    return table
+def _space(table: dict[str, Any]) -> search_spaces.SearchSpace:
+    """The space ``[space] name`` names: built-in, installed or ``"package.module:Name"`` of a SearchSpace."""
+    name = check_value("space.name", table.get("name", SPACE_NAME_FIELD["default"]), SPACE_NAME_FIELD)
+    if not REFERENCE.fullmatch(name) and name not in search_spaces.available():
+        raise UsageError(f"config: space.name = {name!r} is not allowed; allowed: "
+                         f"{', '.join(search_spaces.available())}, or \"package.module:Name\" of a SearchSpace")
+    try:
+        return search_spaces.get(name)
+    except search_spaces.SpecError as error:
+        raise UsageError(f"config: space.name = {error}") from None
 
 
-def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
-    if not isinstance(table, dict):
-        raise UsageError(f"config: [requirements] must be a table, got {table!r}")
-    known = requirement_metrics()
-    checked: dict[str, dict[str, float]] = {}
-    for metric, bound in table.items():
-        if metric not in known:
-            raise UsageError(f"config: unknown requirement metric '{metric}'; allowed: {', '.join(sorted(known))}")
-        if not isinstance(bound, dict) or not bound or set(bound) - {"min", "max"}:
-            raise UsageError(f"config: requirements.{metric} must be {{min = ..}}, {{max = ..}} or both, got {bound!r}")
-        for side, threshold in bound.items():
-            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
-                raise UsageError(f"config: requirements.{metric}.{side} must be a finite number, got {threshold!r}")
-        if bound.get("min", -math.inf) > bound.get("max", math.inf):
-            raise UsageError(f"config: requirements.{metric}: min ({bound['min']}) must not exceed max ({bound['max']})")
-        checked[metric] = {side: float(v) for side, v in bound.items()}
-    return checked
+def _objective(name: str, options: Any) -> type[objectives.Objective]:
+    """The class of ``[objectives.<name>]``: registered or installed under ``name``, or named by its ``class`` key
+    (then registered under ``name``, which must be the class's own ``name``)."""
+    if not isinstance(options, dict) or "class" not in options:
+        try:
+            return objectives.get(name)
+        except KeyError as error:
+            raise UsageError(f"config: [objectives.{name}]: {error.args[0]}; or name a class of your own with "
+                             'class = "package.module:Name"') from None
+    path = f"objectives.{name}.class"
+    reference = check_value(path, options["class"], CLASS_FIELD)
+    if not REFERENCE.fullmatch(reference):
+        raise UsageError(f'config: {path} = {reference!r} is not "package.module:Name" of an Objective subclass')
+    try:
+        cls = objectives.load(reference)
+    except (KeyError, ValueError) as error:
+        raise UsageError(f"config: {path} = {error.args[0]}") from None
+    if cls.name != name:
+        raise UsageError(f"config: {path} = {reference!r} is the objective '{cls.name}'; "
+                         f"name its table [objectives.{cls.name}]")
+    try:
+        registered = objectives.get(name)
+    except KeyError:
+        registered = cls
+    if registered is not cls:
+        raise UsageError(f"config: {path} = {reference!r}: the name '{name}' is taken by "
+                         f"{registered.__module__}.{registered.__name__}; give the class another name")
+    return objectives.register(cls)
 
 
 def _read_toml(path: Path, what: str, missing: str) -> dict[str, Any]:
+    """The table of a TOML file; missing, binary, invalid or empty (no setting at all, e.g. cut to zero) is one line."""
     if not path.is_file():
         raise UsageError(missing)
+    fix = "fix or replace the file (it must be a UTF-8 TOML text file)"
     try:
-        return tomllib.loads(path.read_text())
+        table = tomllib.loads(read_text(path, f"{what}:", fix))
     except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"{what}: {path} is not valid TOML ({error})") from None
+        raise UsageError(f"{what}: {path} is not valid TOML ({error}); {fix}") from None
+    if not table:
+        raise UsageError(f"{what}: {path} is empty (no table and no setting); {fix}")
+    return table
 
 
 def load_requirements(path: str | Path) -> dict[str, dict[str, float]]:
     """The ``[requirements]`` table of a TOML file (a requirements file, or an experiment file)."""
     path = Path(path)
-    missing = f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] table (e.g. experiments/requirements.toml)"
+    missing = (f"requirements file {path} does not exist or is not a file; pass a TOML file with a [requirements] "
+               "table (e.g. experiments/requirements.toml)")
     raw = _read_toml(path, "requirements", missing)
     if not isinstance(raw.get("requirements"), dict):
-        raise UsageError(f"requirements: {path} has no [requirements] table; write e.g. '[requirements]' then 'accuracy = {{ min = 0.9 }}'")
+        raise UsageError(f"requirements: {path} has no [requirements] table; "
+                         "write e.g. '[requirements]' then 'accuracy = { min = 0.9 }'")
     try:
         return check_requirements_table(raw["requirements"])
     except UsageError as error:
@@ -221,29 +187,47 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         "study": check_table("study", raw.get("study", {}), STUDY_FIELDS),
         "data": check_table("data", raw.get("data", {}), DATA_FIELDS),
     }
+    for dotted, check in NAMED_KEYS.items():
+        section, key = dotted.split(".")
+        check(dotted, resolved[section][key])
     space_table = raw.get("space", {})
     if not isinstance(space_table, dict):
         raise UsageError("config: [space] must be a table")
-    space_name = space_table.get("name", "cnn")
-    if space_name not in search_spaces.available():
-        raise UsageError(f"config: space.name = {space_name!r} is not allowed; allowed: {', '.join(search_spaces.available())}")
-    resolved["space"] = check_table("space", space_table, _space_fields(search_spaces.get(space_name)))
-    from .training import recipe_fields  # training declares the recipe schema (it may grow subtables)
-
-    resolved["training"] = check_table("training", raw.get("training", {}), recipe_fields())
+    resolved["space"] = check_table("space", space_table, space_fields(_space(space_table)))
+    resolved["training"] = check_table("training", raw.get("training", {}), RECIPE_FIELDS)
     objective_table = raw.get("objectives", {"accuracy": {}, "params": {}})
     if not isinstance(objective_table, dict) or not objective_table:
-        raise UsageError(f"config: [objectives] needs at least one objective table; allowed: {', '.join(objectives.available())}")
+        raise UsageError(
+            f"config: [objectives] needs at least one objective table; allowed: {', '.join(objectives.available())}")
     resolved["objectives"] = {}
     for name, options in objective_table.items():
-        if name not in objectives.available():
-            raise UsageError(f"config: unknown objective '{name}' in [objectives]; allowed: {', '.join(objectives.available())}")
-        resolved["objectives"][name] = check_table(f"objectives.{name}", options, _objective_fields(objectives.get(name)))
+        fields = objective_fields(_objective(name, options), isinstance(options, dict) and "class" in options)
+        resolved["objectives"][name] = check_table(f"objectives.{name}", options, fields)
     resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
-    from .training import check_recipe  # cross-field rules (e.g. outlier families vs OOD sets)
-
+    _check_data_split(resolved["data"])
+    _check_data_dataset(resolved["data"])
     check_recipe(resolved)
     return resolved
+
+
+def _check_data_split(data: dict[str, Any]) -> None:
+    """Validation and test fractions are carved out of one pool: together they must leave training samples."""
+    if data["val_fraction"] + data["test_fraction"] >= 1:
+        raise UsageError(
+            f"config: data.val_fraction ({data['val_fraction']}) + data.test_fraction ({data['test_fraction']}) "
+            "must be below 1, or no samples are left for training; lower one of them"
+        )
+
+
+def _check_data_dataset(data: dict[str, Any]) -> None:
+    """``data.dataset`` picks a torchvision set: required with ``data.name = "torchvision"``, meaningless otherwise."""
+    torchvision = data["name"] == "torchvision"
+    if torchvision and data["dataset"] not in data_module.TORCHVISION_SETS:
+        raise UsageError(f"config: data.name = \"torchvision\" needs data.dataset, one of "
+                         f"{', '.join(data_module.TORCHVISION_SETS)}; got {data['dataset']!r}")
+    if not torchvision and data["dataset"]:
+        raise UsageError(f"config: data.dataset = {data['dataset']!r} only applies to data.name = \"torchvision\" "
+                         f"(got data.name = {data['name']!r}); remove data.dataset or set data.name = \"torchvision\"")
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -262,6 +246,8 @@ def apply_overrides(config: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         section, key = dotted.split(".", 1)
         fields = {"study": STUDY_FIELDS, "data": DATA_FIELDS}[section]
         config[section][key] = check_value(f"{dotted} (command line)", value, fields[key])
+        if dotted in NAMED_KEYS:
+            NAMED_KEYS[dotted](f"{dotted} (command line)", config[section][key])
     return config
 
 

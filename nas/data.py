@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import gzip
+import pickle
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +18,8 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .extensions import installed, load_extension
+from .files import describe, reading
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_FILES = {
@@ -63,13 +67,57 @@ class Dataset:
 # ---------------------------------------------------------------------------------------------- loaders
 # Each loader returns (x_pool, y_pool, x_test, y_test, class_names, is_image); x as float32 numpy.
 
+IDX_FIX = ("replace it with an intact copy (apt-get install --reinstall dataset-fashion-mnist, or delete the folder's "
+           "IDX files and set data.download = true)")
+
+
+def _idx_problem(raw: bytes) -> str | None:
+    """What is wrong with the bytes of an IDX file of unsigned bytes, or None: the header must describe them exactly."""
+    if len(raw) < 4:
+        return f"{len(raw)} bytes, shorter than the 4-byte IDX header" if raw else "the file is empty"
+    if raw[:3] != b"\x00\x00\x08" or not 1 <= raw[3] <= 4:
+        return f"header {raw[:4].hex(' ')} is not an IDX header of unsigned bytes (00 00 08 then 1-4 dimensions)"
+    dims = raw[3]
+    if len(raw) < 4 + 4 * dims:
+        return f"the header is cut off ({len(raw)} bytes)"
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    expected, found = int(np.prod(shape)), len(raw) - 4 - 4 * dims
+    if expected != found:
+        return f"the header announces shape {shape}, {expected} bytes of data, but {found} follow (truncated or padded)"
+    return None
+
+
 def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
+    """One IDX file, raw or gzip-compressed; anything unreadable or inconsistent is a one-line :class:`DataError`."""
+    with reading(path, "Fashion-MNIST file", IDX_FIX, DataError):  # gzip raises OSError, EOFError or zlib.error
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        else:
+            raw = path.read_bytes()
+    problem = _idx_problem(raw)
+    if problem:
+        raise DataError(f"Fashion-MNIST file {path} is not a valid IDX file ({problem}); {IDX_FIX}")
     dims = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _read_fashion_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, h, w)`` and labels ``(n,)`` in ``[0, 10)``, or one line naming the file that does not fit."""
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if images.ndim != 3:
+        raise DataError(
+            f"Fashion-MNIST file {images_path} holds a {images.ndim}-d array, not images (n, height, width); {IDX_FIX}"
+        )
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise DataError(
+            f"Fashion-MNIST file {labels_path} holds labels of shape {list(labels.shape)}, not one per image of "
+            f"{images_path} ({len(images)}); {IDX_FIX}"
+        )
+    if len(labels) and int(labels.max()) >= len(FASHION_CLASSES):
+        raise DataError(f"Fashion-MNIST file {labels_path} holds label {int(labels.max())}, outside 0-9; {IDX_FIX}")
+    return images, labels
 
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
@@ -103,8 +151,9 @@ def _load_fashion_mnist(options: dict[str, Any]) -> tuple:
         searched.append(str(directory))
         paths = {key: _find_idx(directory, stem) for key, stem in FASHION_FILES.items()}
         if all(paths.values()):
-            arrays = {key: _read_idx(path) for key, path in paths.items()}
-            return (arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], FASHION_CLASSES, True)
+            train_x, train_y = _read_fashion_split(paths["train_x"], paths["train_y"])
+            test_x, test_y = _read_fashion_split(paths["test_x"], paths["test_y"])
+            return train_x, train_y, test_x, test_y, FASHION_CLASSES, True
     if options.get("download"):
         from torchvision.datasets import FashionMNIST
 
@@ -173,8 +222,154 @@ def _load_image_folder(options: dict[str, Any]) -> tuple:
         folder = datasets.ImageFolder(path, transform=transforms.Compose(steps))
     except (FileNotFoundError, RuntimeError) as error:
         raise DataError(f"data.path: {error}") from None
-    xs, ys = zip(*[folder[i] for i in range(len(folder))])
-    return torch.stack(xs).numpy(), np.asarray(ys), None, None, list(folder.classes), True
+    images = []
+    for index, (file, _) in enumerate(folder.samples):
+        with reading(file, "data.path: image", "delete or replace that file", DataError):  # PIL: OSError, SyntaxError
+            images.append(folder[index][0])
+    return torch.stack(images).numpy(), np.asarray(folder.targets), None, None, list(folder.classes), True
+
+
+# ---------------------------------------------------------------------------------------------- torchvision
+# torchvision's own dataset classes read each set's standard on-disk layout; the md5 sums they hold belong to the
+# download, so local copies are checked by decoding them instead (a corrupt file is one line naming it).
+
+TORCHVISION_SETS = ("CIFAR10", "CIFAR100", "SVHN", "MNIST", "KMNIST", "FashionMNIST", "EMNIST")
+EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+
+
+@dataclass(frozen=True)
+class TorchvisionSet:
+    """The files one torchvision data set reads, relative to ``data.data_dir``."""
+
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    meta_file: str = ""  # CIFAR's pickled class names
+
+
+def _mnist_family_files(name: str, train_prefix: str = "train", test_prefix: str = "t10k") -> TorchvisionSet:
+    def pair(prefix: str) -> tuple[str, ...]:
+        return (f"{name}/raw/{prefix}-images-idx3-ubyte", f"{name}/raw/{prefix}-labels-idx1-ubyte")
+
+    return TorchvisionSet(pair(train_prefix), pair(test_prefix))
+
+
+def _torchvision_layout(dataset: str, emnist_split: str) -> TorchvisionSet:
+    """The files ``dataset`` reads, relative to the data folder (EMNIST's depend on its split)."""
+    if dataset == "CIFAR10":
+        folder = "cifar-10-batches-py"
+        return TorchvisionSet(tuple(f"{folder}/data_batch_{i}" for i in range(1, 6)), (f"{folder}/test_batch",),
+                              f"{folder}/batches.meta")
+    if dataset == "CIFAR100":
+        return TorchvisionSet(("cifar-100-python/train",), ("cifar-100-python/test",), "cifar-100-python/meta")
+    if dataset == "SVHN":
+        return TorchvisionSet(("train_32x32.mat",), ("test_32x32.mat",))
+    if dataset == "EMNIST":
+        return _mnist_family_files("EMNIST", f"emnist-{emnist_split}-train", f"emnist-{emnist_split}-test")
+    return _mnist_family_files(dataset)
+
+
+def _torchvision_base(dataset: str) -> type:
+    from torchvision import datasets
+
+    return getattr(datasets, dataset)
+
+
+def _torchvision_class(dataset: str, file: str) -> type:
+    """torchvision's class for ``dataset``, narrowed to read ``file`` alone and to check files by existence only."""
+    base = _torchvision_base(dataset)
+    if dataset.startswith("CIFAR"):
+        meta = {**base.meta, "md5": None}
+        return type(base.__name__, (base,), {"train_list": [[Path(file).name, None]], "test_list": [], "meta": meta})
+    if dataset == "SVHN":
+        split_list = {split: [url, name, None] for split, (url, name, _) in base.split_list.items()}
+        return type(base.__name__, (base,), {"split_list": split_list})
+    return base  # the MNIST family checks existence only and keeps its class name in its raw folder
+
+
+def _emnist_split(dataset: str, options: dict[str, Any]) -> dict[str, str]:
+    """EMNIST's ``split`` keyword (its files and class set); nothing for the other sets."""
+    return {"split": options.get("emnist_split", "balanced")} if dataset == "EMNIST" else {}
+
+
+def _torchvision_fix(dataset: str, root: Path) -> str:
+    return (f"replace it with an intact copy, or delete it and set data.download = true "
+            f"([data] name = \"torchvision\", dataset = \"{dataset}\", data_dir = \"{root}\", download = true)")
+
+
+def _read_torchvision_split(dataset: str, root: Path, files: tuple[str, ...], train: bool,
+                            options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images ``(n, c, h, w)`` or ``(n, h, w)`` as bytes, labels and class names of one split, file by file."""
+    what, fix = f"data.dataset = {dataset!r}: file", _torchvision_fix(dataset, root)
+    if dataset in ("CIFAR10", "CIFAR100"):
+        images, labels, classes = [], [], []
+        for file in files:
+            with reading(root / file, what, fix, DataError):
+                part = _torchvision_class(dataset, file)(str(root), train=True)
+            images.append(part.data.transpose(0, 3, 1, 2))  # torchvision keeps CIFAR as HWC
+            labels.extend(part.targets)
+            classes = list(part.classes)
+        return np.concatenate(images), np.asarray(labels), classes
+    if dataset == "SVHN":
+        with reading(root / files[0], what, fix, DataError):
+            part = _torchvision_class(dataset, files[0])(str(root), split="train" if train else "test")
+        return part.data, part.labels, [str(digit) for digit in range(10)]
+    for file in files:  # the MNIST family: torchvision's IDX reader does not check that the data fits the header
+        with reading(root / file, what, fix, DataError):
+            problem = _idx_problem((root / file).read_bytes())
+        if problem:
+            raise DataError(f"{what} {root / file} is not a valid IDX file ({problem}); {fix}")
+    with reading(root / files[0], what, fix, DataError):
+        part = _torchvision_class(dataset, files[0])(str(root), train=train, **_emnist_split(dataset, options))
+    return part.data.numpy(), part.targets.numpy(), list(part.classes)
+
+
+def _download_torchvision(dataset: str, root: Path, options: dict[str, Any]) -> None:
+    """Let torchvision fetch and checksum the files (its own classes, md5 sums included); failures are one line."""
+    base = _torchvision_base(dataset)
+    splits = ({"split": "train"}, {"split": "test"}) if dataset == "SVHN" else ({"train": True}, {"train": False})
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        for split in splits:
+            base(str(root), download=True, **split, **_emnist_split(dataset, options))
+    except Exception as error:  # network, disk and checksum errors vary by platform
+        raise DataError(f"data.download: could not download {dataset} into {root} ({describe(error)}); "
+                        "check the network connection, or copy the files there yourself and set "
+                        "data.download = false") from None
+
+
+def _load_torchvision(options: dict[str, Any]) -> tuple:
+    """One of torchvision's image sets from ``data.data_dir`` in its standard layout (downloaded only when asked)."""
+    dataset = options.get("dataset", "")
+    if dataset not in TORCHVISION_SETS:
+        raise DataError(f"data.dataset = {dataset!r} is not a torchvision data set this tool reads; "
+                        f"allowed: {', '.join(TORCHVISION_SETS)}")
+    root = Path(options.get("data_dir") or "runs/data").expanduser()
+    layout = _torchvision_layout(dataset, options.get("emnist_split", "balanced"))
+    expected = [*layout.train_files, *layout.test_files, *([layout.meta_file] if layout.meta_file else [])]
+    missing = [file for file in expected if not (root / file).is_file()]
+    if missing and options.get("download"):
+        _download_torchvision(dataset, root, options)
+        missing = [file for file in expected if not (root / file).is_file()]
+    if missing:
+        raise DataError(
+            f"data.dataset = {dataset!r}: {len(missing)} of its files are missing under {root}: {', '.join(missing)} "
+            f"(torchvision's standard layout); copy them there, or download them with [data] name = \"torchvision\", "
+            f"dataset = \"{dataset}\", data_dir = \"{root}\", download = true")
+    fix = _torchvision_fix(dataset, root)
+    if layout.meta_file:  # torchvision reads CIFAR's class names after each batch; check the names file first
+        with reading(root / layout.meta_file, f"data.dataset = {dataset!r}: file", fix, DataError):
+            with open(root / layout.meta_file, "rb") as handle:
+                pickle.load(handle, encoding="latin1")[_torchvision_base(dataset).meta["key"]]
+    train_x, train_y, classes = _read_torchvision_split(dataset, root, layout.train_files, True, options)
+    test_x, test_y, _ = _read_torchvision_split(dataset, root, layout.test_files, False, options)
+    for files, images, labels in ((layout.train_files, train_x, train_y), (layout.test_files, test_x, test_y)):
+        where = f"data.dataset = {dataset!r}: {', '.join(str(root / file) for file in files)}"
+        if len(images) != len(labels):
+            raise DataError(f"{where} hold {len(images)} images but {len(labels)} labels; {fix}")
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(classes):
+            raise DataError(f"{where} hold labels {int(labels.min())}-{int(labels.max())}, outside "
+                            f"0-{len(classes) - 1}; {fix}")
+    return train_x, train_y, test_x, test_y, classes, True
 
 
 LOADERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
@@ -183,28 +378,74 @@ LOADERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
     "mnist1d": _load_mnist1d,
     "image-folder": _load_image_folder,
     "synthetic": _load_synthetic,
+    "torchvision": _load_torchvision,
 }
 
 
+ENTRY_POINT_GROUP = "robust_nas.datasets"
+LOADER_EXPECTED = (f'a built-in data set, an entry point of group {ENTRY_POINT_GROUP} or "package.module:Name" of a '
+                   "function load(options) -> (x_pool, y_pool, x_test, y_test, class_names, is_image)")
+
+
 def available() -> list[str]:
-    return sorted(LOADERS)
+    """Built-in and installed (entry point) names; installed ones are not imported until used."""
+    return sorted({*LOADERS, *installed(ENTRY_POINT_GROUP)})
+
+
+def loader(name: str) -> Callable[[dict[str, Any]], tuple]:
+    """The loader of a built-in or installed data set, or of a ``"package.module:Name"`` reference to a function
+    ``load(options)`` returning ``(x_pool, y_pool, x_test, y_test, class_names, is_image)`` (tests may be None)."""
+    if name in LOADERS:
+        return LOADERS[name]
+    try:
+        found = load_extension(ENTRY_POINT_GROUP, name)
+    except ImportError as error:
+        raise DataError(f"data.name = {name!r}: {error}; expected {LOADER_EXPECTED}") from None
+    if found is None:
+        raise DataError(f"data.name = {name!r} is not allowed; allowed: {', '.join(available())}, "
+                        'or "package.module:Name" of a loader function')
+    if isinstance(found, type) or not callable(found):
+        what = f"class {found.__name__}" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise DataError(f"data.name = {name!r} is {what}, not a loader function; "
+                        f"expected {LOADER_EXPECTED}")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------- splits
 
-def _take(n: int | None, size: int) -> int:
-    return size if not n else min(int(n), size)
+def _take(options: dict[str, Any], key: str, size: int) -> int:
+    """How many of ``size`` samples ``data.<key>`` (0 = all) keeps; asking for more than there are is said."""
+    wanted = int(options.get(key) or 0)
+    if wanted > size:
+        sys.stderr.write(f"nas: warning: data.{key} = {wanted}, but only {size} samples are available; using {size}\n")
+    return min(wanted, size) if wanted else size
+
+
+def _pixel_scale(array: np.ndarray, is_image: bool) -> float:
+    """255 for images stored as bytes (values above 1), else 1: pixels end up in ``[0, 1]``."""
+    return 255.0 if is_image and len(array) and array.max() > 1.0 else 1.0
+
+
+def _floats(array: np.ndarray, scale: float) -> torch.Tensor:
+    """A float32 tensor of ``array / scale``; called on each split's subset, so a large pool is never all floats."""
+    values = np.array(array, dtype=np.float32)
+    if scale != 1.0:
+        values /= scale
+    return torch.from_numpy(values)
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(name: str, frozen: tuple) -> Dataset:
     options = dict(frozen)
-    x_pool, y_pool, x_test, y_test, class_names, is_image = LOADERS[name](options)
-    x_pool = np.asarray(x_pool, dtype=np.float32)
+    loaded = loader(name)(options)
+    if not isinstance(loaded, tuple) or len(loaded) != 6:
+        raise DataError(f"data.name = {name!r} returned {type(loaded).__name__}, not the 6-tuple "
+                        "(x_pool, y_pool, x_test, y_test, class_names, is_image)")
+    x_pool, y_pool, x_test, y_test, class_names, is_image = loaded
+    x_pool, y_pool = np.asarray(x_pool), np.asarray(y_pool)
     if is_image and x_pool.ndim == 3:  # (n, h, w) -> (n, 1, h, w)
         x_pool = x_pool[:, None]
-    if is_image and x_pool.max() > 1.0:
-        x_pool = x_pool / 255.0
+    pool_scale = _pixel_scale(x_pool, is_image)
     rng = np.random.default_rng(int(options.get("seed", 0)))
     order = rng.permutation(len(x_pool))
     val_fraction = float(options.get("val_fraction", 0.15))
@@ -212,25 +453,24 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
     if x_test is None:  # no official test split: carve one out of the pool, disjoint from val
         n_test = max(1, int(round(len(order) * float(options.get("test_fraction", 0.15)))))
         test_index, order = order[:n_test], order[n_test:]
-        x_test, y_test = x_pool[test_index], np.asarray(y_pool)[test_index]
+        x_test, y_test, test_scale = x_pool[test_index], y_pool[test_index], pool_scale
     else:
-        x_test = np.asarray(x_test, dtype=np.float32)
+        x_test = np.asarray(x_test)
         if is_image and x_test.ndim == 3:
             x_test = x_test[:, None]
-        if is_image and x_test.max() > 1.0:
-            x_test = x_test / 255.0
+        test_scale = _pixel_scale(x_test, is_image)
     val_index, train_index = order[:n_val], order[n_val:]
-    train_index = train_index[: _take(options.get("train_size"), len(train_index))]
-    val_index = val_index[: _take(options.get("val_size"), len(val_index))]
-    test_order = rng.permutation(len(x_test))[: _take(options.get("test_size"), len(x_test))]
-
-    def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if not len(train_index):
+        raise DataError(f"data: no training samples left of {len(x_pool)} after the validation and test splits; "
+                        "lower data.val_fraction or data.test_fraction")
+    train_index = train_index[: _take(options, "train_size", len(train_index))]
+    val_index = val_index[: _take(options, "val_size", len(val_index))]
+    test_order = rng.permutation(len(x_test))[: _take(options, "test_size", len(x_test))]
 
     def labels(array: Any) -> torch.Tensor:
         return torch.from_numpy(np.asarray(array, dtype=np.int64))
 
-    train_x = tensor(x_pool[train_index])
+    train_x = _floats(x_pool[train_index], pool_scale)
     reduce = [0] + list(range(2, train_x.dim()))
     mean = train_x.mean(dim=reduce).tolist()
     std = [max(s, 1e-3) for s in train_x.std(dim=reduce).tolist()]
@@ -238,10 +478,10 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
     return Dataset(
         name=name,
         train_x=train_x,
-        train_y=labels(np.asarray(y_pool)[train_index]),
-        val_x=tensor(x_pool[val_index]),
-        val_y=labels(np.asarray(y_pool)[val_index]),
-        test_x=tensor(x_test[test_order]),
+        train_y=labels(y_pool[train_index]),
+        val_x=_floats(x_pool[val_index], pool_scale),
+        val_y=labels(y_pool[val_index]),
+        test_x=_floats(x_test[test_order], test_scale),
         test_y=labels(np.asarray(y_test)[test_order]),
         class_names=list(class_names),
         is_image=is_image,
@@ -254,7 +494,6 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
 def load(options: dict[str, Any]) -> Dataset:
     """Load the dataset described by a validated ``[data]`` config table (cached per process)."""
     name = options["name"]
-    if name not in LOADERS:
-        raise DataError(f"data.name: unknown dataset '{name}'; allowed: {', '.join(available())}")
+    loader(name)  # an unknown or broken name is one line before the cache sees it
     frozen = tuple(sorted((k, v) for k, v in options.items() if k != "name" and not isinstance(v, (list, dict))))
     return _load_cached(name, frozen)

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import itertools
@@ -21,9 +22,10 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 import types
+import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -36,12 +38,15 @@ from safetensors.torch import load as load_safetensors
 
 import search_spaces
 
-from . import __version__, codegen
+from . import codegen
 from . import data as data_module
+from ._version import __version__
 from .card import build_card, write_card
 from .errors import UsageError
+from .files import check_folder_path, describe
 from .pareto import is_feasible
-from .storage import default_artifact_dir, load_study, mask_url
+from .paths import safe_filename
+from .storage import default_artifact_dir, is_artifact_id, load_study, strip_credentials
 from .study import CONFIG_ATTR, stored_config
 
 EXPORT_FORMAT = "robust-nas-export"
@@ -123,6 +128,9 @@ def read_weights(
     artifact_id = trial.user_attrs.get("weights_artifact")
     if not artifact_id:
         raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); re-run it with 'nas search'")
+    if not is_artifact_id(artifact_id):
+        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id (it would name a "
+                         "path outside the artifact folder); the study's storage was altered")
     folders = _artifact_dirs(study, storage_url, artifacts)
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
@@ -143,10 +151,11 @@ def read_weights(
 
 
 def state_dict_from_bytes(blob: bytes, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or a one-line :class:`UsageError` for a truncated or garbled one."""
     try:
         return load_safetensors(blob)
     except Exception as error:  # safetensors raises its own error types for truncated/garbled files
-        raise UsageError(f"{where} are corrupt: not a readable safetensors file ({str(error).splitlines()[0] if str(error) else type(error).__name__})") from None
+        raise UsageError(f"{where} are corrupt: not a readable safetensors file ({describe(error)})") from None
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -158,6 +167,18 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: st
         raise UsageError(f"{where} do not match the architecture: {detail}") from None
 
 
+@contextlib.contextmanager
+def _running_model_code(path: Path, failure: str) -> Iterator[None]:
+    """model.py is code read from a file: whatever it raises, even ``SystemExit`` from a stray ``sys.exit(0)``
+    (which would end the command with a false success), is one line naming the file. Ctrl-C still stops."""
+    try:
+        yield
+    except (UsageError, KeyboardInterrupt):
+        raise
+    except BaseException as error:
+        raise UsageError(f"{path} {failure} ({type(error).__name__}: {describe(error)}); re-export the trial") from None
+
+
 def load_model_source(path: Path) -> types.ModuleType:
     """Import a generated ``model.py`` by path (each call gets a fresh module object)."""
     name = f"_nas_exported_model_{next(_module_ids)}"
@@ -165,13 +186,28 @@ def load_model_source(path: Path) -> types.ModuleType:
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[name] = module  # inspect.getsource (TorchScript) looks modules up here
     try:
-        module_spec.loader.exec_module(module)
-    except Exception as error:
+        with _running_model_code(path, "cannot be loaded"):
+            module_spec.loader.exec_module(module)
+    except UsageError:
         sys.modules.pop(name, None)
-        raise UsageError(f"{path} cannot be loaded ({type(error).__name__}: {error})".splitlines()[0]) from None
+        raise
     if not callable(getattr(module, "build", None)):
+        sys.modules.pop(name, None)
         raise UsageError(f"{path} defines no build() function; it is not an exported model.py")
     return module
+
+
+def build_model_source(path: Path) -> torch.nn.Module:
+    """``build()`` of the ``model.py`` at ``path``: a fresh ``nn.Module``, or one line saying why not."""
+    module = load_model_source(path)
+    try:
+        with _running_model_code(path, "build() failed"):
+            model = module.build()
+    finally:
+        sys.modules.pop(module.__name__, None)
+    if not isinstance(model, torch.nn.Module):
+        raise UsageError(f"{path}: build() returned {type(model).__name__}, not a torch.nn.Module; re-export the trial")
+    return model
 
 
 # ---------------------------------------------------------------------------------------------- export
@@ -223,6 +259,7 @@ def _write_format(name: str, model: torch.nn.Module, example: torch.Tensor, fold
 
 
 def _check_output(out_dir: Path, force: bool) -> None:
+    check_folder_path(out_dir.parent, f"--out {out_dir}")
     if not out_dir.exists():
         return
     if not out_dir.is_dir():
@@ -236,10 +273,12 @@ def _check_output(out_dir: Path, force: bool) -> None:
 
 
 def is_export(folder: Path) -> bool:
+    """Does ``folder`` hold a ``spec.json`` written by ``nas export``? (Unreadable or garbled: no.)"""
     try:
-        return json.loads((folder / "spec.json").read_text()).get("format") == EXPORT_FORMAT
-    except (OSError, ValueError, AttributeError):
+        manifest = json.loads((folder / "spec.json").read_bytes())
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return False
+    return isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT
 
 
 def export_trial(
@@ -281,20 +320,20 @@ def export_trial(
     model.eval()
 
     stored = study.user_attrs.get(CONFIG_ATTR) or {}
-    config = stored_config(study, mask_url(storage_url) if storage_url else stored.get("study", {}).get("storage", ""))
-    config["study"]["storage"] = mask_url(config["study"]["storage"])
+    config = stored_config(study, strip_credentials(storage_url or stored.get("study", {}).get("storage", "")))
     data = _dataset_info(config, data_dir)
     try:
         source = codegen.generate(spec, class_names=data.get("class_names"),
-                                  title=f"Exported classifier: study '{study.study_name}', trial {trial.number} ({search_spaces.summary(spec)}).")
+                                  origin={"study": study.study_name, "trial": trial.number})
     except search_spaces.SpecError as error:
         raise UsageError(f"trial {trial.number}: {error}") from None
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    staging = out_dir.parent / f".{out_dir.name}-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()  # mode 0777 less the user's umask, like any other output (mkdtemp would make it 0700)
     generated: types.ModuleType | None = None
     try:
-        (staging / "model.py").write_text(source)
+        (staging / "model.py").write_text(source, encoding="utf-8")
         (staging / "weights.safetensors").write_bytes(blob)
         generated = load_model_source(staging / "model.py")
         exported = generated.build()
@@ -325,7 +364,7 @@ def export_trial(
             "files": sorted(p.name for p in staging.iterdir()) + ["spec.json"],
             "experiment": config,
         }
-        (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
         staging.rename(out_dir)
@@ -347,7 +386,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     _check_formats(args.format or ())
     study = load_study(args.storage, args.study_name)
     trial = get_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
-    out_dir = Path(args.out) if args.out else Path("exported") / f"{study.study_name}-t{trial.number}"
+    out_dir = Path(args.out) if args.out else Path("exported") / f"{safe_filename(study.study_name)}-t{trial.number}"
     folder = export_trial(study, trial.number, out_dir, storage_url=args.storage, artifacts=args.artifacts,
                           formats=args.format or (), data_dir=args.data_dir, force=args.force)
     card = json.loads((folder / "card.json").read_text())
@@ -366,20 +405,23 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def register_command(subparsers: Any) -> None:
     """Add ``nas export`` to the CLI (picked up by ``nas.cli``)."""
-    from .cli import _add_storage
+    from .cli_types import add_storage_options, non_empty_str, non_negative_int
 
     parser = subparsers.add_parser(
         "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
         description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md and card.json.",
     )
-    _add_storage(parser)
-    parser.add_argument("--trial", type=int, help="trial number to export")
-    parser.add_argument("--pick", help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")
-    parser.add_argument("--out", help="output folder (default: exported/<study>-t<trial>)")
-    parser.add_argument("--artifacts", help="artifact folder holding the weights (default: the one recorded on the study)")
+    add_storage_options(parser)
+    parser.add_argument("--trial", type=non_negative_int, help="trial number to export")
+    parser.add_argument("--pick", type=non_empty_str,
+                        help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")
+    parser.add_argument("--out", type=non_empty_str, help="output folder (default: exported/<study>-t<trial>)")
+    parser.add_argument("--artifacts", type=non_empty_str,
+                        help="artifact folder holding the weights (default: the one recorded on the study)")
     parser.add_argument("--format", action="append", choices=sorted(EXTRA_FORMATS),
                         help="also write model.pt2 (export, torch.export), model.onnx (onnx; needs onnx+onnxscript) "
                              "or model.torchscript.pt (torchscript); repeatable")
-    parser.add_argument("--data-dir", help="folder holding the dataset, for class names and split sizes on the card")
+    parser.add_argument("--data-dir", type=non_empty_str,
+                        help="folder holding the dataset, for class names and split sizes on the card")
     parser.add_argument("--force", action="store_true", help="replace an earlier export in --out")
     parser.set_defaults(handler=_cmd_export)

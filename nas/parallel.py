@@ -20,6 +20,7 @@ import torch
 from optuna.trial import TrialState
 
 from .errors import UsageError
+from .paths import safe_filename
 from .storage import fail_trials_of_dead_workers, heartbeat_enabled
 from .worker import STORAGE_ENV, sigterm_as_interrupt
 
@@ -134,7 +135,7 @@ def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int,
                        "--threads", str(threads)]
             command += ["--device", device] if device else []
             command += ["--timeout", str(config["study"]["timeout"])] if config["study"]["timeout"] else []
-            log_path = log_dir / f"{study.study_name}-worker{index}.log"
+            log_path = log_dir / f"{safe_filename(study.study_name)}-worker{index}.log"
             log = log_path.open("w")
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             children.append(_Child(index, process, log_path, log))
@@ -163,10 +164,11 @@ def _supervise(study: optuna.Study, children: list[_Child], progress: Any, conso
             if code != 0:
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 problems.append(f"worker {child.index} {how} ({child.last_line()})")
-                console.print(f"[yellow]worker {child.index} (pid {child.process.pid}) {how}; log {child.log_path}")
+                console.print(f"worker {child.index} (pid {child.process.pid}) {how}; log {child.log_path}", style="yellow")
                 if not heartbeat_enabled(study):
                     for number in fail_trials_of_dead_workers(study):
-                        console.print(f"[yellow]trial {number} of that worker is marked FAILED; its parameters are queued for a retry")
+                        console.print(f"trial {number} of that worker is marked FAILED; its parameters are queued for a retry",
+                                      style="yellow")
         if all(child.reported for child in children):
             feed.poll()
             return "; ".join(problems) or None

@@ -12,6 +12,8 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
+from .paths import safe_filename
+
 
 def objective_names(study: optuna.Study) -> list[str]:
     return study.user_attrs.get("objective_names") or study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
@@ -57,7 +59,7 @@ def _fmt(value: Any) -> str:
 
 
 def print_front(study: optuna.Study, console: Console | None = None) -> list[dict[str, Any]]:
-    console = console or Console()
+    console = console or Console(markup=False)
     rows = front_rows(study)
     names = objective_names(study)
     arrows = {"MAXIMIZE": "↑", "MINIMIZE": "↓"}
@@ -74,16 +76,16 @@ def print_front(study: optuna.Study, console: Console | None = None) -> list[dic
 
 
 def write_front(study: optuna.Study, out_dir: Path) -> tuple[Path, Path]:
-    """Write ``<study>-pareto.csv`` and ``<study>-pareto.json`` into ``out_dir``."""
+    """Write ``<study>-pareto.csv`` and ``<study>-pareto.json`` into ``out_dir`` (study name made file-safe)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = front_rows(study)
     names = objective_names(study)
-    csv_path = out_dir / f"{study.study_name}-pareto.csv"
+    csv_path = out_dir / f"{safe_filename(study.study_name)}-pareto.csv"
     with csv_path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["trial", *names, "feasible", "spec"])
         writer.writeheader()
         writer.writerows(rows)
-    json_path = out_dir / f"{study.study_name}-pareto.json"
+    json_path = out_dir / f"{safe_filename(study.study_name)}-pareto.json"
     directions = {name: d.name.lower() for name, d in zip(names, study.directions)}
     json_path.write_text(json.dumps({"study": study.study_name, "directions": directions, "front": rows}, indent=2))
     return csv_path, json_path

@@ -12,10 +12,14 @@ from .pareto import objective_names
 
 
 def make_console() -> Console:
-    """A rich console; when output is piped (logs, CI) tables get 160 columns instead of 80 so rows do not wrap."""
-    console = Console()
+    """A rich console; when output is piped (logs, CI) tables get 160 columns instead of 80 so rows do not wrap.
+
+    Markup is off: study names, fail reasons and paths are printed as they are (a ``[/]`` in a study name would
+    otherwise be a markup error); colour comes from ``style=`` arguments and :class:`rich.text.Text`.
+    """
+    console = Console(markup=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=160)
+        console = Console(markup=False, width=160)
     return console
 
 
@@ -28,7 +32,8 @@ class SearchProgress:
         self.names = objective_names(study)
         self.progress = Progress(
             TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"), TextColumn("[dim]{task.fields[running]}"),
+            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[status]}", markup=False),
+            TextColumn("{task.fields[running]}", style="dim", markup=False),
             console=self.console, transient=False,
         )
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -59,7 +64,8 @@ class SearchProgress:
             status += f" | failed {failed}"
         self.progress.update(self.task, completed=min(len(complete), self.progress.tasks[0].total), status=status, running="")
         if trial.state == TrialState.FAIL:
-            self.progress.console.print(f"[yellow]trial {trial.number} FAILED: {trial.user_attrs.get('fail_reason', 'unknown reason')}")
+            self.progress.console.print(f"trial {trial.number} FAILED: {trial.user_attrs.get('fail_reason', 'unknown reason')}",
+                                        style="yellow")
         elif trial.state == TrialState.COMPLETE:
             values = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, trial.values))
             self.progress.console.print(f"trial {trial.number} done ({trial.user_attrs.get('spec_summary', '')}): {values}")

@@ -23,6 +23,8 @@ from .dashboard.source import (
     trial_row,
 )
 from .errors import UsageError
+from .files import prepare_folder
+from .paths import safe_filename
 from .storage import load_study, mask_url
 
 if TYPE_CHECKING:
@@ -156,26 +158,30 @@ def build_report(snap: Snapshot) -> str:
 def write_report(snap: Snapshot, out: Path) -> Path:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; pass a file name such as {out / 'report.html'}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    prepare_folder(out.parent, f"--out {out}")
     out.write_text(build_report(snap), encoding="utf-8")
     return out
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     study = load_study(args.storage, args.study_name)
-    out = Path(args.out or f"{study.study_name}-report.html")
+    out = Path(args.out or f"{safe_filename(study.study_name)}-report.html")
     write_report(Snapshot.take(study, args.storage), out)
     print(f"report on study '{study.study_name}' written to {out} (self-contained; open it in any browser)")
     return 0
 
 
 def register_command(subparsers: Any) -> None:
+    from .cli_types import non_empty_str
+
     parser = subparsers.add_parser(
         "report", help="write one self-contained HTML report of a study (Pareto plots, front table, robustness per front trial)",
         description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as a "
                     "table and each front trial's robustness summary. It opens without network access.",
     )
-    parser.add_argument("--storage", required=True, help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
-    parser.add_argument("--study-name", help="study to report on (optional when the storage holds exactly one study)")
-    parser.add_argument("--out", help="HTML file to write (default: <study>-report.html)")
+    parser.add_argument("--storage", required=True, type=non_empty_str,
+                        help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
+    parser.add_argument("--study-name", type=non_empty_str,
+                        help="study to report on (optional when the storage holds exactly one study)")
+    parser.add_argument("--out", type=non_empty_str, help="HTML file to write (default: <study>-report.html)")
     parser.set_defaults(handler=_cmd_report)

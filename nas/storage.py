@@ -5,11 +5,14 @@ import contextlib
 import copy
 import hashlib
 import inspect
+import json
 import os
 import re
 import socket
+import sqlite3
 import tempfile
 import threading
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +20,11 @@ from typing import IO, Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
+from .files import prepare_folder, reading
 
 DEFAULT_STORAGE = "sqlite:///runs/nas.db"
 HEARTBEAT_SECONDS = 10
@@ -38,6 +43,12 @@ class StorageUnavailable(UsageError):
     exit_code = 3
 
 
+# Every place a database URL can carry a password, in the forms SQLAlchemy and libpq accept:
+# ``scheme://user:SECRET@host/db`` and ``scheme://user@host/db?password=SECRET`` (also ``passwd=``, any case).
+_USERINFO_PASSWORD = re.compile(r"(?P<keep>[A-Za-z][\w+.-]*://[^:/@\s]*):(?P<secret>[^\s]*)@")
+_QUERY_PASSWORD = re.compile(r"(?P<keep>[?&](?:password|passwd)=)(?P<secret>[^&#\s]*)", re.IGNORECASE)
+
+
 class TrialStranded(Exception):
     """The database dropped while this process ran trial ``number``: the trial is left RUNNING, to be FAILED and
     retried by :func:`fail_stranded_trial` once the database answers (``__cause__`` is the lost connection)."""
@@ -48,21 +59,34 @@ class TrialStranded(Exception):
 
 
 def mask_url(text: str) -> str:
-    """Hide the password of every URL in ``text``: ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``."""
-    return re.sub(r"([A-Za-z][\w+.-]*://[^:/@\s]+):\S*@", r"\1:***@", text)
+    """Hide every password in ``text`` (a URL, or a message holding URLs), for printing:
+    ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``, ``...?password=s`` -> ``...?password=***``."""
+    text = _USERINFO_PASSWORD.sub(r"\g<keep>:***@", str(text))
+    return _QUERY_PASSWORD.sub(r"\g<keep>***", text)
 
 
-def _password(url: str) -> str | None:
-    match = re.match(r"[A-Za-z][\w+.-]*://[^:/@\s]+:(\S*)@", url)
-    return match.group(1) if match and match.group(1) else None
+def strip_credentials(url: str) -> str:
+    """``url`` without any password, for storing (a worker brings its own credentials): the userinfo password and
+    ``password=``/``passwd=`` query parameters are removed, everything else is kept."""
+    url = _USERINFO_PASSWORD.sub(r"\g<keep>@", str(url))
+    url = re.sub(r"[?&](?:password|passwd)=[^&#\s]*", "", url, flags=re.IGNORECASE)
+    return url if "?" in url or "&" not in url else url.replace("&", "?", 1)
+
+
+def _passwords(url: str) -> set[str]:
+    """The password(s) in ``url``, raw and percent-decoded, so they can be blanked out of any driver message."""
+    found = {m.group("secret") for m in (*_USERINFO_PASSWORD.finditer(url), *_QUERY_PASSWORD.finditer(url))}
+    found |= {urllib.parse.unquote_plus(secret) for secret in found}
+    return {secret for secret in found if secret}
 
 
 def describe_error(error: BaseException, url: str) -> str:
-    """First line of a driver error with the URL masked and the password itself blanked out."""
+    """First line of a driver error with URLs masked and the password itself blanked out."""
     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     reason = mask_url(reason)
-    password = _password(url)
-    return reason.replace(password, "***") if password else reason
+    for secret in sorted(_passwords(url), key=len, reverse=True):
+        reason = reason.replace(secret, "***")
+    return reason
 
 
 def connection_error(error: BaseException | None) -> BaseException | None:
@@ -147,24 +171,125 @@ class _RDBStorage(optuna.storages.RDBStorage):
             self._amending.active = False
 
 
-def open_storage(url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS) -> optuna.storages.BaseStorage:
+STORAGE_FIX = ("pass the --storage URL that 'nas search' used (e.g. --storage sqlite:///runs/nas.db), "
+               "or restore the file from a backup")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def storage_file(url: str) -> Path | None:
+    """The file behind an SQLite or journal URL (None for a server URL or an in-memory database)."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix):
+            path = url[len(prefix):]
+            return Path(path) if path and path != ":memory:" else None
+    return None
+
+
+def _journal_problem(blob: bytes) -> str | None:
+    """What makes ``blob`` not a journal of Optuna operations (one JSON object per line), or None."""
+    *lines, tail = blob.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return f"line {number} is not JSON"
+        if not isinstance(entry, dict) or not isinstance(entry.get("op_code"), int):
+            return f"line {number} is not an Optuna journal entry (no op_code)"
+    return f"its last line is cut off after {len(tail)} bytes (the file was truncated)" if tail else None
+
+
+def _read_journal_locked(path: Path) -> bytes | None:
+    """The journal read while holding its writers' lock (no append can be half-written), or None if we cannot lock."""
+    lock = JournalFileSymlinkLock(str(path))
+    try:
+        lock.acquire()
+    except OSError:  # a read-only folder: nobody can be appending there either
+        return None
+    try:
+        return path.read_bytes()
+    finally:
+        lock.release()
+
+
+def _check_journal(path: Path, what: str) -> None:
+    """Optuna silently skips a garbled last line and a cut-off one, so a damaged journal would read as a smaller
+    (or empty) study: every line must be an Optuna entry. A cut-off last line may be an append in progress, so
+    it counts only if it is still there under the writers' lock."""
+    with reading(path, what, STORAGE_FIX):
+        blob = path.read_bytes()
+        if not blob.endswith(b"\n"):
+            blob = _read_journal_locked(path) or blob
+    problem = _journal_problem(blob)
+    if problem:
+        raise UsageError(f"{what} {path} is not an intact Optuna journal: {problem}; {STORAGE_FIX}")
+
+
+def _check_sqlite(path: Path, what: str, must_hold_study: bool) -> None:
+    """An SQLite file must pass SQLite's own quick check (it only reads), so a truncated or garbled database is one
+    line here, not a driver traceback in the middle of reading trials."""
+    with reading(path, what, STORAGE_FIX):
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise UsageError(f"{what} {path} is not an SQLite database (no SQLite header); {STORAGE_FIX}")
+    with reading(path, what, STORAGE_FIX):
+        # Not mode=ro: a hot rollback journal left by a killed writer must be rolled back before reading.
+        connection = sqlite3.connect(str(path), timeout=60)
+        try:
+            verdict = connection.execute("PRAGMA quick_check").fetchall()
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            connection.close()
+    if verdict != [("ok",)]:
+        raise UsageError(f"{what} {path} is damaged (SQLite quick_check: {verdict[0][0]}); {STORAGE_FIX}")
+    if must_hold_study and "studies" not in tables:
+        raise UsageError(
+            f"{what} {path} is an SQLite database but holds no Optuna study (no 'studies' table); {STORAGE_FIX}"
+        )
+
+
+def _check_storage_file(url: str, path: Path, must_exist: bool) -> None:
+    """The file behind an SQLite/journal URL is a readable storage (or, unless ``must_exist``, not there yet)."""
+    what = f"storage {mask_url(url)}:"
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{what} {path} is a folder or a device, not a storage file; {STORAGE_FIX}")
+    if not path.is_file():
+        if must_exist:
+            raise UsageError(f"{what} no such file '{path}'; {STORAGE_FIX}")
+        return
+    if path.stat().st_size == 0:
+        if must_exist:
+            raise UsageError(f"{what} {path} is empty: no study was ever stored in it; {STORAGE_FIX}")
+        return  # an empty file is a new storage to a writer
+    if url.startswith("journal:"):
+        _check_journal(path, what)
+    else:
+        _check_sqlite(path, what, must_hold_study=must_exist)
+
+
+def open_storage(
+    url: str, heartbeat_interval: int | None = HEARTBEAT_SECONDS, *, must_exist: bool = False
+) -> optuna.storages.BaseStorage:
     """An RDB storage for ``sqlite:///``/``postgresql://``..., a journal file for ``journal:PATH``.
 
     RDB storages get Optuna heartbeats: a trial whose worker died is FAILED and retried (see :func:`retry_trial`).
     Journal files have no heartbeat; :func:`fail_trials_of_dead_workers` covers workers on this host.
+    An existing SQLite or journal file is checked first: a damaged one is one line naming it. With ``must_exist``
+    the file must be there and hold a study (readers: a typo is an error, not a new empty database).
     """
+    if not url.startswith("journal:") and "://" not in url:
+        raise UsageError(
+            f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH"
+        )
+    path = storage_file(url)
+    if path is not None:
+        _check_storage_file(url, path, must_exist)
+        prepare_folder(path.parent, f"storage {mask_url(url)}")
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        path = Path(url[len("journal:"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if str(path) and str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-    elif "://" not in url:
-        raise UsageError(f"storage {url!r} is not a storage URL; use sqlite:///PATH, postgresql://USER@HOST/DB or journal:PATH")
+        with reading(path, f"storage {mask_url(url)}: journal file", STORAGE_FIX):  # replaying the operations
+            return JournalStorage(JournalFileBackend(str(path)))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -303,6 +428,14 @@ def _host_lock(name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+_ARTIFACT_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+
+def is_artifact_id(value: object) -> bool:
+    """An artifact id read from storage names a file in the artifact folder, never a path (no ``/``, no ``..``)."""
+    return isinstance(value, str) and _ARTIFACT_ID.fullmatch(value) is not None
+
+
 def default_artifact_dir(storage_url: str) -> Path:
     """Artifacts live beside an SQLite/journal file (``runs/nas.db`` -> ``runs/artifacts``), else ``runs/artifacts``."""
     for prefix in ("sqlite:///", "journal:"):
@@ -343,23 +476,14 @@ def open_artifact_store(location: str | Path) -> Any:
         store = Boto3ArtifactStore(match.group(1))
         prefix = match.group(2).strip("/")
         return _PrefixedArtifactStore(store, prefix + "/") if prefix else store
-    path = Path(location)
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    return FileSystemArtifactStore(str(prepare_folder(location, "artifact folder (study.artifacts)")))
 
 
 def open_existing_storage(url: str, heartbeat_interval: int | None = None) -> optuna.storages.BaseStorage:
-    """Open a storage that must already exist: an SQLite or journal URL must name an existing file (a typo is
-    an error, not a new empty database). No heartbeat thread by default: a reader never marks a trial stale."""
-    for prefix in ("sqlite:///", "journal:"):
-        if url.startswith(prefix):
-            path = Path(url[len(prefix):])
-            if not path.is_file():
-                raise UsageError(
-                    f"storage {mask_url(url)}: no such file '{path}'; pass the --storage URL that 'nas search' used, "
-                    "e.g. --storage sqlite:///runs/nas.db"
-                )
-    return open_storage(url, heartbeat_interval=heartbeat_interval)
+    """Open a storage that must already exist: an SQLite or journal URL must name an existing file holding a
+    study (a typo is an error, not a new empty database). No heartbeat thread by default: a reader never marks
+    a trial stale."""
+    return open_storage(url, heartbeat_interval=heartbeat_interval, must_exist=True)
 
 
 def study_names(storage: optuna.storages.BaseStorage) -> list[str]:

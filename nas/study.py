@@ -28,28 +28,25 @@ import search_spaces
 
 from . import config as config_module
 from . import data as data_module
+from . import samplers
 from .errors import UsageError
-from .storage import (FAIL_REASON, TrialStranded, default_artifact_dir, fail_trials_of_dead_workers, heartbeat_enabled,
-                      heartbeat_thread, is_connection_error, mask_url, open_artifact_store, open_storage, worker_id)
-from .training import TrainingDiverged, resolve_device, sample_recipe, train
+from .recipe import sample_recipe
+from .requirements import requirement_metrics
+from .robust_training import make_batch_loss
+from .storage import (FAIL_REASON, HEARTBEAT_SECONDS, TrialStranded, default_artifact_dir, fail_trials_of_dead_workers,
+                      heartbeat_enabled, heartbeat_thread, is_connection_error, mask_url, open_artifact_store,
+                      open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
+from .training import TrainingDiverged, resolve_device, train
 
 CONFIG_ATTR = "config"
 
 
 def create_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=8)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
-    if name == "nsga3":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.NSGAIIISampler(seed=seed, population_size=10)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
-    raise UsageError(f"study.sampler = {name!r} is not allowed; allowed: {', '.join(config_module.SAMPLERS)}")
+    """The sampler ``name`` of the registry in :mod:`nas.samplers` (built-in, installed or a reference)."""
+    try:
+        return samplers.create(name, seed)
+    except LookupError as error:
+        raise UsageError(f"study.sampler = {error}") from None
 
 
 def requirement_violation(value: float | None, bound: dict[str, float]) -> float:
@@ -102,7 +99,7 @@ class Experiment:
     def evaluated_objectives(self) -> list[objectives.Objective]:
         """Optimised objectives plus those only named by requirements, cheapest first."""
         options = dict(self.config["objectives"])
-        needed = {config_module.requirement_metrics()[m][0] for m in self.config["requirements"]}
+        needed = {requirement_metrics()[m][0] for m in self.config["requirements"]}
         for name in needed - set(options):
             options[name] = {}
         built = []
@@ -198,8 +195,6 @@ class Experiment:
     def batch_loss(self, recipe: dict[str, Any]):
         """The per-batch training loss for this recipe: adversarial training and outlier exposure
         (``nas.robust_training``) when the recipe turns them on, else None (plain cross-entropy)."""
-        from .robust_training import make_batch_loss
-
         return make_batch_loss(recipe, self.dataset.data_range)
 
     def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module, results: dict[str, objectives.ObjectiveResult]) -> None:
@@ -236,13 +231,27 @@ def flatten_metrics(results: dict[str, objectives.ObjectiveResult]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------- study
+def _storable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as stored on the study: plain JSON, the storage URL without credentials."""
+    stored = json.loads(json.dumps(config))
+    stored["study"]["storage"] = strip_credentials(stored["study"]["storage"])
+    return stored
+
+
 def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     """Create the study (config stored on it) or, with ``resume``, load it and check the config matches."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study_cfg = config["study"]
-    storage = open_storage(study_cfg["storage"])
+    # A resumed study must exist: a mistyped storage path or study name is an error, not a new empty study.
+    url = study_cfg["storage"]
+    storage = open_existing_storage(url, HEARTBEAT_SECONDS) if resume else open_storage(url)
     name = study_cfg["name"]
-    existing = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    existing = study_names(storage)
+    if resume and name not in existing:
+        raise UsageError(
+            f"--resume: no study named '{name}' in {mask_url(url)}; studies there: {', '.join(existing) or 'none'} "
+            "(pass one of them as --study-name, or drop --resume to start a new study)"
+        )
     if name in existing and not resume:
         raise UsageError(
             f"study '{name}' already exists in {mask_url(study_cfg['storage'])}; pass --resume to continue it or choose another --study-name"
@@ -257,15 +266,14 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
             )
         n_done = len(study.get_trials(deepcopy=False))
         study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done)
-        study.set_user_attr(CONFIG_ATTR, {**(stored or config), "study": {**(stored or config)["study"], "n_trials": study_cfg["n_trials"]}})
+        base = stored or _storable(config)
+        study.set_user_attr(CONFIG_ATTR, {**base, "study": {**base["study"], "n_trials": study_cfg["n_trials"]}})
         return study
     directions = [objectives.get(n).direction for n in config["objectives"]]
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions, sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"])
     )
-    stored = json.loads(json.dumps(config))
-    stored["study"]["storage"] = mask_url(stored["study"]["storage"])
-    study.set_user_attr(CONFIG_ATTR, stored)
+    study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))
     study.set_user_attr("artifacts", str(config["study"]["artifacts"] or default_artifact_dir(study_cfg["storage"])))
     with warnings.catch_warnings():
@@ -275,7 +283,7 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
 
 
 def stored_config(study: optuna.Study, storage_url: str) -> dict[str, Any]:
-    """The experiment config kept on the study (storage URL restored, since it is stored masked)."""
+    """The experiment config kept on the study (storage URL restored: it is stored without credentials)."""
     config = study.user_attrs.get(CONFIG_ATTR)
     if not config:
         raise UsageError(f"study '{study.study_name}' was not created by 'nas search' (no experiment config stored on it)")

@@ -1,7 +1,7 @@
 """A plain PyTorch training loop: seeded, deterministic on CPU, AMP on CUDA, divergence detected.
 
 The recipe (epochs, lr, optimiser, weight decay, label smoothing, ...) is a JSON dict sampled from the
-``[training]`` config table, so training schemes are searched alongside the architecture.
+``[training]`` config table by :mod:`nas.recipe`; robust-training losses come from :mod:`nas.robust_training`.
 """
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import optuna
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces import Ensemble, suggest
+from search_spaces import Ensemble
 
-from .config import TRAINING_FIELDS, Field
 from .data import Dataset
 from .errors import UsageError
 
@@ -31,46 +29,6 @@ class TrainingDiverged(RuntimeError):
 class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def recipe_fields() -> dict[str, Field]:
-    """The ``[training]`` schema the config layer validates against.
-
-    The robust-training sub-tables (``[training.adversarial]``, ``[training.outlier_exposure]``) are
-    tables here; :func:`check_recipe` validates their keys and fills their defaults.
-    """
-    from .robust_training import SUBTABLES  # robust_training builds on this module
-
-    fields = dict(TRAINING_FIELDS)
-    fields.update({name: Field((dict,), {}, help=f"[training.{name}] sub-table") for name in SUBTABLES})
-    return fields
-
-
-def check_recipe(config: dict[str, Any]) -> None:
-    """Cross-field checks on a resolved config (kept here, next to the code that uses the recipe).
-
-    Fills the robust-training sub-tables in place, rejects outlier-exposure families that are also
-    scored as OOD sets, and lets each objective check its own options.
-    """
-    from .robust_training import check_config, check_objective_options
-
-    check_config(config)
-    check_objective_options(config)
-
-
-def sample_recipe(trial: optuna.Trial, table: dict[str, Any]) -> dict[str, Any]:
-    """Turn the ``[training]`` table into a concrete recipe; searched entries become trial params.
-
-    The recipe also records ``outlier_families_seen`` (empty unless outlier exposure is on).
-    """
-    from .robust_training import SUBTABLES, sample_tables
-
-    recipe: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in SUBTABLES:
-            recipe[key] = suggest(trial, f"train.{key}", value)
-    recipe.update(sample_tables(trial, table))
-    return recipe
 
 
 def resolve_device(name: str) -> torch.device:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import socket
 import time
@@ -56,7 +57,8 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
                         "stored, restart 'nas worker' once the database is reachable"
                     ) from None
                 if console is not None:
-                    console.print(f"[yellow]storage {mask_url(storage_url)} unreachable ({reason}); retrying in {min(delay, left):.0f} s")
+                    console.print(f"storage {mask_url(storage_url)} unreachable ({reason}); retrying in {min(delay, left):.0f} s",
+                                  style="yellow")
                 time.sleep(min(delay, left))
                 delay = min(2 * delay, 30.0)
                 try:
@@ -81,7 +83,7 @@ def create_only(config: dict[str, Any], resume: bool, console: Any) -> int:
     study = create_or_load(config, resume=resume)
     url = mask_url(config["study"]["storage"])
     console.print(f"study '{study.study_name}' is ready in {url} (target {config['study']['n_trials']} COMPLETE trials, artifacts "
-                  f"{study.user_attrs.get('artifacts')}); on any host run: nas worker --storage {url} --study-name {study.study_name}")
+                  f"{study.user_attrs.get('artifacts')}); on any host run: nas worker --storage {shlex.quote(url)} --study-name {shlex.quote(study.study_name)}")
     return 0
 
 
@@ -101,11 +103,6 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from .storage import load_study
     from .study import Experiment, counts, create_sampler, run_search, stored_config
 
-    for name in ("threads", "heartbeat"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be a positive integer, got {getattr(args, name)}")
-    if args.n_trials is not None and args.n_trials < 1:
-        raise UsageError(f"--n-trials must be a positive integer (the study's target of COMPLETE trials), got {args.n_trials}")
     if args.threads:
         torch.set_num_threads(args.threads)
     url = storage_from(args)
@@ -122,8 +119,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     study.sampler = create_sampler(config["study"]["sampler"], int(numpy.random.SeedSequence(entropy).generate_state(1)[0]))
     remote = not url.startswith(("sqlite", "journal:"))
     if remote and not os.path.isabs(str(experiment.artifact_dir)) and "://" not in config["study"]["artifacts"]:
-        console.print(f"[yellow]artifacts go to the relative folder {experiment.artifact_dir} on this host; for workers on several hosts "
-                      "set study.artifacts to a shared folder or s3://bucket/prefix")
+        console.print(f"artifacts go to the relative folder {experiment.artifact_dir} on this host; for workers on several hosts "
+                      "set study.artifacts to a shared folder or s3://bucket/prefix", style="yellow")
     console.print(f"worker {worker_id()} joined study '{study.study_name}' in {mask_url(url)}: target {n_trials} COMPLETE trials, "
                   f"device {experiment.device}, {torch.get_num_threads()} thread(s), artifacts {experiment.artifact_dir}")
     try:
@@ -157,21 +154,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register_command(commands: Any) -> None:
+    from .cli_types import non_empty_str, non_negative_float, positive_int
+
     worker = commands.add_parser(
         "worker", help="join a stored study (any host) and run trials until it holds its target",
         description="Join a study created by 'nas search' (the experiment config is stored on it) and run trials until the "
                     "study holds its target of COMPLETE trials. Start any number of workers, on any host, against the same "
                     f"storage. The storage URL may come from ${STORAGE_ENV} instead of --storage.",
     )
-    worker.add_argument("--storage", help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
-    worker.add_argument("--study-name", help="study name (optional when the storage holds exactly one study)")
-    worker.add_argument("--n-trials", type=int, help="target number of COMPLETE trials in the study (default: the study's n_trials)")
-    worker.add_argument("--device", help="auto, cpu, cuda or cuda:N for this worker (default: the study's device)")
-    worker.add_argument("--threads", type=int, help="torch CPU threads for this worker (default: torch's choice)")
-    worker.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds")
-    worker.add_argument("--heartbeat", type=int, default=HEARTBEAT_SECONDS,
+    worker.add_argument("--storage", type=non_empty_str,
+                        help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
+    worker.add_argument("--study-name", type=non_empty_str,
+                        help="study name (optional when the storage holds exactly one study)")
+    worker.add_argument("--n-trials", type=positive_int,
+                        help="target number of COMPLETE trials in the study (default: the study's n_trials)")
+    worker.add_argument("--device", type=non_empty_str,
+                        help="auto, cpu, cuda or cuda:N for this worker (default: the study's device)")
+    worker.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads for this worker (default: torch's choice)")
+    worker.add_argument("--timeout", type=non_negative_float,
+                        help="stop starting new trials after this many seconds (0: no limit)")
+    worker.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_SECONDS,
                         help=f"seconds between heartbeats on RDB storages (default {HEARTBEAT_SECONDS}); a trial whose worker misses "
                              "4 of them is FAILED and retried")
-    worker.add_argument("--retry-for", type=float, default=RETRY_SECONDS,
+    worker.add_argument("--retry-for", type=non_negative_float, default=RETRY_SECONDS,
                         help=f"seconds to keep retrying a lost database connection before exiting with code 3 (default {RETRY_SECONDS:.0f})")
     worker.set_defaults(handler=_run)

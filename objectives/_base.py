@@ -5,8 +5,11 @@ Objectives never import ``nas``; everything they need about the data and the run
 """
 from __future__ import annotations
 
+import re
+import sys
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
 import torch
@@ -74,8 +77,9 @@ class Objective:
     Class attributes:
         name: registry name used in configs (``[objectives.<name>]``).
         direction: ``"maximize"`` or ``"minimize"``.
-        params: budget/options declared as ``{key: {"default": v, "type": t, ...}}``; the config layer
-            validates user values against these declarations (``choices``, ``low``, ``high``).
+        params: budget/options as plain declarations, ``{key: {"type": t, "default": v, "low": .., "high": ..,
+            "choices": .., "help": ..}}`` (``type`` may be left out for a scalar default): the one format that
+            ``nas.schema`` validates config values against, for search-space options and config sections too.
         metrics: metric names this objective reports; ``"<name>"`` alone means the value itself.
         cost_rank: lower runs earlier; staged evaluation runs cheap objectives first.
         worst_value: recorded when the objective is skipped (trial already infeasible).
@@ -90,6 +94,7 @@ class Objective:
     description: ClassVar[str] = ""
 
     def __init__(self, **options: Any) -> None:
+        options.pop("class", None)  # a config table's ``class = "package.module:Name"`` chooses the class itself
         unknown = set(options) - set(self.params)
         if unknown:
             raise ValueError(
@@ -117,6 +122,30 @@ class Objective:
 
 
 _REGISTRY: dict[str, type[Objective]] = {}
+ENTRY_POINT_GROUP = "robust_nas.objectives"
+REFERENCE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")  # "package.module:Name", as an entry point's value
+EXPECTED = (f'a built-in objective, an entry point of group {ENTRY_POINT_GROUP} or "package.module:Name" of an '
+            "objectives.Objective subclass")
+
+
+def load_extension(group: str, name: str) -> Any:
+    """The object ``name`` points at outside this package: a ``"package.module:Name"`` reference, else the entry
+    point ``name`` of ``group``; None when it is neither. An import that fails is an ``ImportError`` of one line.
+
+    (``search_spaces`` and ``nas`` hold the same few lines: the packages never import each other.)
+    """
+    if REFERENCE.fullmatch(name):
+        if name.split(".")[0].split(":")[0] in sys.stdlib_module_names:  # never an extension; some act on import
+            raise ImportError(f"{name!r} names a standard-library module, not an extension")
+        target: EntryPoint | None = EntryPoint(name, name, group)
+    else:
+        target = next(iter(entry_points(group=group, name=name)), None)
+    if target is None:
+        return None
+    try:
+        return target.load()
+    except Exception as error:  # whatever the user's module raises while it is imported
+        raise ImportError(f"cannot import {target.value!r} ({type(error).__name__}: {error})".splitlines()[0]) from None
 
 
 def register(cls: type[Objective]) -> type[Objective]:
@@ -126,14 +155,43 @@ def register(cls: type[Objective]) -> type[Objective]:
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    """Built-in, installed (entry point) and registered names; installed ones are not imported until used."""
+    return sorted({*_REGISTRY, *(point.name for point in entry_points(group=ENTRY_POINT_GROUP))})
+
+
+def load(name: str) -> type[Objective]:
+    """The Objective subclass an entry point name or a ``"package.module:Name"`` reference points at.
+
+    Raises ``KeyError`` when ``name`` is neither, ``ValueError`` (one line, saying what is expected) when it
+    cannot be imported or is not an Objective subclass with a ``name``.
+    """
+    try:
+        found = load_extension(ENTRY_POINT_GROUP, name)
+    except ImportError as error:
+        raise ValueError(f"{name!r}: {error}; expected {EXPECTED}") from None
+    if found is None:
+        raise KeyError(f"unknown objective '{name}'; allowed: {', '.join(available())}")
+    if not (isinstance(found, type) and issubclass(found, Objective)) or not found.name:
+        what = f"class {found.__name__} without a name" if isinstance(found, type) else f"a {type(found).__name__}"
+        raise ValueError(f"{name!r} is {what}, not an objectives.Objective subclass with a name; expected {EXPECTED}")
+    return found
 
 
 def get(name: str) -> type[Objective]:
-    try:
+    """A registered objective, or an installed one (entry point ``robust_nas.objectives``), registered on first use."""
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown objective '{name}'; allowed: {', '.join(available())}") from None
+    if REFERENCE.fullmatch(name):
+        raise KeyError(f"unknown objective '{name}'; a reference goes in the table: [objectives.<name>] with "
+                       'class = "package.module:Name"')
+    try:
+        cls = load(name)
+    except ValueError as error:
+        raise KeyError(f"objective {error}") from None
+    if cls.name != name:
+        raise KeyError(f"entry point '{name}' of {ENTRY_POINT_GROUP} names the objective '{cls.name}'; "
+                       "the entry point and the objective's name must agree")
+    return register(cls)
 
 
 @torch.no_grad()

@@ -215,9 +215,9 @@ def test_bad_storage_and_unknown_study_are_one_line_exit_2(built, tmp_path):
     assert code == 2 and stderr.count("\n") == 1
     assert "no study named 'fm9'" in stderr and "fm1" in stderr and "empty" in stderr
     code, stderr = cli("dashboard", "--storage", built["storage"], "--port", "70000")
-    assert code == 2 and "--port must be in 1-65535" in stderr
+    assert code == 2 and "--port must be an integer in 1-65535" in stderr
     code, stderr = cli("dashboard", "--storage", built["storage"], "--refresh", "0")
-    assert code == 2 and "--refresh must be a positive" in stderr
+    assert code == 2 and "--refresh must be a number > 0" in stderr
 
 
 def test_command_serves_on_localhost(built, tmp_path):

@@ -215,7 +215,7 @@ def wait_all(processes: list[subprocess.Popen]) -> list[str]:
 def test_four_workers_reach_exactly_n_complete_trials(postgres, tmp_path):
     create_study(tmp_path, postgres.url, "four", n_trials=8)
     study = load(postgres.url, "four")
-    assert study.user_attrs["config"]["study"]["storage"] == postgres.url.replace(PASSWORD, "***")
+    assert study.user_attrs["config"]["study"]["storage"] == postgres.url.replace(f"nas:{PASSWORD}@", "nas@")
     ours = postgres.connections()  # this test process's own pool
     workers = [start_worker(tmp_path, postgres.url, "four") for _ in range(4)]
     peak = 0

@@ -14,6 +14,7 @@ import search_spaces
 from nas import config as config_module
 from nas import data, training
 from nas.errors import UsageError
+from nas.recipe import sample_recipe
 from nas.robust_training import make_batch_loss
 from nas.storage import open_artifact_store
 from nas.study import Experiment
@@ -97,7 +98,8 @@ def test_sub_tables_get_defaults_and_are_validated():
         resolve(adversarial={"epsilon": 0.1})
     with pytest.raises(UsageError, match=r"training.adversarial.attack = 'cw' is not allowed; allowed: fgsm, pgd"):
         resolve(adversarial={"attack": "cw"})
-    with pytest.raises(UsageError, match=r"unknown family \['noise'\]; allowed: .*smoothed_noise"):
+    unknown_family = r"training.outlier_exposure.families\[0\] = 'noise' is not allowed; allowed: .*smoothed_noise"
+    with pytest.raises(UsageError, match=unknown_family):
         resolve(outlier_exposure={"enabled": True, "families": ["noise"]})
 
 
@@ -137,7 +139,7 @@ def test_recipe_records_the_families_its_training_saw():
     seen = {True: 0, False: 0}
     for _ in range(12):
         trial = study.ask()
-        recipe = training.sample_recipe(trial, config["training"])
+        recipe = sample_recipe(trial, config["training"])
         exposure, adversarial = recipe["outlier_exposure"], recipe["adversarial"]
         seen[exposure["enabled"]] += 1
         assert recipe["outlier_families_seen"] == (["mixup", "patch_permuted", "smoothed_noise"] if exposure["enabled"] else [])

@@ -12,6 +12,7 @@ import dash
 from ..errors import UsageError
 from .callbacks import register_callbacks
 from .layout import INDEX, build_layout
+from ..paths import safe_filename
 from ..storage import check_study_name
 from .source import Snapshot, StudySource
 
@@ -39,7 +40,7 @@ def _export_zip():
 
     def export(snap: Snapshot, trial: Any) -> tuple[str, bytes]:
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / f"{snap.study_name}-trial{trial.number}"
+            folder = Path(tmp) / f"{safe_filename(snap.study_name)}-trial{trial.number}"
             export_trial(snap.study, trial.number, folder, storage_url=snap.storage_url)
             buffer = io.BytesIO()
             with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 import threading
 import time
@@ -22,10 +21,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ..card import fmt
 from ..pareto import front_trials, is_feasible, objective_names
-from ..storage import default_artifact_dir, open_artifact_store, open_existing_storage, study_names
+from ..storage import default_artifact_dir, is_artifact_id, open_artifact_store, open_existing_storage, study_names
 
 ARROWS = {"maximize": "↑", "minimize": "↓"}
-_ARTIFACT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
 def _direction(direction: optuna.study.StudyDirection) -> str:
@@ -200,7 +198,7 @@ def load_details(snap: Snapshot, trial: FrozenTrial) -> tuple[dict[str, Any], st
     artifact_id = trial.user_attrs.get("details_artifact")
     if not artifact_id:  # not finished yet, or no objective of the study records details
         return {}, None
-    if not isinstance(artifact_id, str) or not _ARTIFACT_ID.match(artifact_id):
+    if not is_artifact_id(artifact_id):
         return {}, "the trial's details_artifact id is malformed"
     if snap.artifact_location is None:
         return {}, (f"artifact folder '{snap.study.user_attrs.get('artifacts', '?')}' not found; "
