@@ -16,6 +16,8 @@ from pathlib import Path
 import optuna
 import pytest
 
+from conftest import PATIENCE
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -239,4 +241,4 @@ def test_import_nas_is_light_and_keeps_the_api_names():
               "from nas import export, verify\n"
               "assert callable(export) and callable(verify) and export is nas.api.export, export\n"
               "from nas.export import export_trial\n")
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, timeout=120)
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=REPO, timeout=PATIENCE)

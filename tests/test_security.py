@@ -25,7 +25,7 @@ import optuna
 import pytest
 
 import search_spaces
-from conftest import run_nas
+from conftest import PATIENCE, run_nas
 from test_distributed import PASSWORD, postgres  # noqa: F401 (a real PostgreSQL server for this module)
 from nas import codegen
 from nas.paths import safe_filename
@@ -247,7 +247,7 @@ def test_password_never_shown_stored_or_written(postgres, tmp_path, form):
     stored = optuna.load_study(study_name=study, storage=url).user_attrs["config"]["study"]["storage"]
     assert stored == f"postgresql://nas@{host}/nas", "stored without credentials"
     dump = subprocess.run([*postgres.prefix, str(postgres.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres.port),
-                           "-U", "postgres", "nas"], capture_output=True, timeout=120)
+                           "-U", "postgres", "nas"], capture_output=True, timeout=PATIENCE)
     assert dump.returncode == 0 and b"CREATE TABLE" in dump.stdout, dump.stderr
     assert secret.encode() not in dump.stdout, "password stored in the database"
 
@@ -264,7 +264,7 @@ def _free_port() -> int:
 def _status(port: int, host_header: str) -> int:
     request = urllib.request.Request(f"http://127.0.0.1:{port}/", headers={"Host": host_header})
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=PATIENCE) as response:
             return response.status
     except urllib.error.HTTPError as error:
         return error.code
@@ -277,7 +277,7 @@ def test_dashboard_answers_only_its_own_host_names_and_fails_fast_on_a_busy_port
                "--allow-host", "nas.example"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 first = _status(port, f"127.0.0.1:{port}")
@@ -290,12 +290,12 @@ def test_dashboard_answers_only_its_own_host_names_and_fails_fast_on_a_busy_port
             assert _status(port, allowed) == 200, allowed
         for rebound in (f"attacker.example:{port}", "127.0.0.1.attacker.example", "nas.example.attacker.example"):
             assert _status(port, rebound) == 400, rebound
-        busy = run_nas("dashboard", "--storage", f"sqlite:///{tmp_path}/d.db", "--port", str(port), cwd=tmp_path, timeout=120)
+        busy = run_nas("dashboard", "--storage", f"sqlite:///{tmp_path}/d.db", "--port", str(port), cwd=tmp_path)
         assert busy.returncode == 2 and busy.stdout == "", busy.stdout
         assert busy.stderr.count("\n") == 1 and f"port {port}" in busy.stderr and "--port" in busy.stderr
     finally:
         process.terminate()
-        process.wait(timeout=60)
+        process.wait(timeout=PATIENCE)
     unresolvable = run_nas("dashboard", "--storage", f"sqlite:///{tmp_path}/d.db", "--host", "no-such-host.invalid", cwd=tmp_path)
     assert unresolvable.returncode == 2 and unresolvable.stdout == "" and unresolvable.stderr.count("\n") == 1
     assert "--host" in unresolvable.stderr and "cannot be resolved" in unresolvable.stderr
