@@ -153,7 +153,7 @@ def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int,
 
 def _supervise(study: optuna.Study, children: list[_Child], progress: Any, console: Any) -> str | None:
     feed = _Progress(study, progress)
-    problems = []
+    problems: dict[int, str] = {}  # by worker index: the same order however the deaths are noticed
     while True:
         feed.poll()
         for child in children:
@@ -163,7 +163,7 @@ def _supervise(study: optuna.Study, children: list[_Child], progress: Any, conso
             child.reported = True
             if code != 0:
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-                problems.append(f"worker {child.index} {how} ({child.last_line()})")
+                problems[child.index] = f"worker {child.index} {how} ({child.last_line()})"
                 console.print(f"worker {child.index} (pid {child.process.pid}) {how}; log {child.log_path}", style="yellow")
                 if not heartbeat_enabled(study):
                     for number in fail_trials_of_dead_workers(study):
@@ -171,5 +171,5 @@ def _supervise(study: optuna.Study, children: list[_Child], progress: Any, conso
                                       style="yellow")
         if all(child.reported for child in children):
             feed.poll()
-            return "; ".join(problems) or None
+            return "; ".join(problems[index] for index in sorted(problems)) or None
         time.sleep(0.5)
