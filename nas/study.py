@@ -109,12 +109,18 @@ class Experiment:
         return sorted(built, key=lambda objective: objective.cost_rank)
 
     def context(self, seed: int, recipe: dict[str, Any] | None = None, split: str = "val") -> objectives.EvaluationContext:
-        x, y = (self.dataset.val_x, self.dataset.val_y) if split == "val" else (self.dataset.test_x, self.dataset.test_y)
+        """What objectives see on ``split`` ("val" during search, "test" in verify), seeded by the *study's*
+        ``seed`` so that every trial, and every export of the study, is scored on the same samples."""
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        test = split == "test"
+        x, y = (self.dataset.test_x, self.dataset.test_y) if test else (self.dataset.val_x, self.dataset.val_y)
         return objectives.EvaluationContext(
-            x=x, y=y, num_classes=self.dataset.num_classes, device=self.device, seed=seed,
+            x=x, y=y, num_classes=self.dataset.num_classes, device=self.device, seed=seed, split=split,
             train_x=self.dataset.train_x, train_y=self.dataset.train_y, data_range=self.dataset.data_range,
             is_image=self.dataset.is_image, class_names=self.dataset.class_names,
             trained_outlier_families=tuple((recipe or {}).get("outlier_families_seen", ())),
+            fit_x=self.dataset.val_x if test else None, fit_y=self.dataset.val_y if test else None,
         )
 
     def score(self, model: torch.nn.Module, context: objectives.EvaluationContext, staged: bool = True) -> dict[str, objectives.ObjectiveResult]:

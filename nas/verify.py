@@ -179,7 +179,8 @@ def verify_export(
             "pass the --data-dir the search used"
         )
     model.to(experiment.device)
-    context = experiment.context(int(manifest.get("seed") or 0), manifest.get("recipe"), split="test")
+    # the study seed (not the trial's): every export of a study is verified on the same test samples
+    context = experiment.context(int(config["study"]["seed"]), manifest.get("recipe"), split="test")
     results = experiment.score(model, context, staged=False)
     metrics = flatten_metrics(results)
     checks = check_requirements(metrics, config["requirements"])

@@ -15,13 +15,20 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from .stats import split_seed
+
 
 @dataclass
 class EvaluationContext:
     """What an objective may look at. Inputs are in pixel space (the model normalises itself).
 
-    ``x``/``y`` are the validation split during search and the test split in ``nas verify``.
+    ``x``/``y`` are the validation split during search (``split="val"``) and the test split in ``nas verify``
+    (``split="test"``); anything an objective generates or subsamples is seeded by ``seed`` (the study's, the same
+    for every trial) *and* ``split``, so verify never sees the search's inputs.
     ``train_x``/``train_y`` are there for detectors that fit on training features (e.g. Mahalanobis).
+    ``fit_x``/``fit_y`` hold the validation split when scoring on test, for post-hoc parameters fitted on
+    validation (temperature scaling); None during search (fit on part of ``x``, score on the rest).
+    ``groups`` gives a subgroup index per sample of ``x`` (named by ``group_names``) when the data has them.
     ``cache`` lets objectives share work within one trial (e.g. in-distribution softmax outputs).
     """
 
@@ -30,6 +37,7 @@ class EvaluationContext:
     num_classes: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
+    split: str = "val"
     train_x: torch.Tensor | None = None
     train_y: torch.Tensor | None = None
     data_range: tuple[float, float] = (0.0, 1.0)
@@ -37,17 +45,26 @@ class EvaluationContext:
     class_names: list[str] | None = None
     trained_outlier_families: tuple[str, ...] = ()
     batch_size: int = 256
+    fit_x: torch.Tensor | None = None
+    fit_y: torch.Tensor | None = None
+    groups: torch.Tensor | None = None
+    group_names: list[str] | None = None
     cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x.shape[1:])
 
+    def split_seed(self, *labels: str) -> int:
+        """The seed for whatever an objective draws for ``labels`` on this split (see :func:`stats.split_seed`)."""
+        return split_seed(self.seed, self.split, *labels)
+
     def subset(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """A fixed, seeded subset of at most ``n`` validation samples (same for every trial)."""
+        """A fixed, seeded subset of at most ``n`` samples of the split (the same for every trial)."""
         if n >= len(self.x):
             return self.x, self.y
-        generator = torch.Generator().manual_seed(self.seed)
+        # validation keeps the plain study seed (subsets of earlier studies stay comparable)
+        generator = torch.Generator().manual_seed(self.seed if self.split == "val" else self.split_seed("subset"))
         index = torch.randperm(len(self.x), generator=generator)[:n]
         return self.x[index], self.y[index]
 
@@ -61,11 +78,20 @@ class ObjectiveResult:
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     skipped: bool = False
+    # metric -> (low, high) 95% interval (Wilson for proportions, seeded bootstrap otherwise; see ``stats``)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # metric -> number of samples it was measured on (what the interval's width reflects)
+    samples: dict[str, int] = field(default_factory=dict)
+    # how the numbers were obtained (eps, steps, attack, detector, OOD sets, ...), for the card
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "value": self.value,
             "metrics": self.metrics,
+            "intervals": {metric: list(bounds) for metric, bounds in self.intervals.items()},
+            "samples": self.samples,
+            "settings": self.settings,
             "seconds": self.seconds,
             "skipped": self.skipped,
         }
@@ -82,6 +108,8 @@ class Objective:
             ``nas.schema`` validates config values against, for search-space options and config sections too.
         metrics: metric names this objective reports; ``"<name>"`` alone means the value itself.
         cost_rank: lower runs earlier; staged evaluation runs cheap objectives first.
+        verify_options: options ``nas verify`` uses instead of the search's (larger samples, a stronger attack,
+            more detectors): search screens cheaply, verification must not flatter.
         worst_value: recorded when the objective is skipped (trial already infeasible).
     """
 
@@ -92,6 +120,7 @@ class Objective:
     cost_rank: ClassVar[int] = 100
     worst_value: ClassVar[float] = 0.0
     description: ClassVar[str] = ""
+    verify_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
         options.pop("class", None)  # a config table's ``class = "package.module:Name"`` chooses the class itself
