@@ -103,6 +103,7 @@ def storage_overhead(url: str, params: list[dict[str, Any]]) -> dict[str, float]
     """Real smoke trials in this process on ``url``; seconds inside storage calls per trial."""
     from nas import config as config_module
     from nas.study import Experiment, create_or_load, run_search
+    from nas.optuna_compat import study_storage
 
     config = config_module.load(SMOKE)
     config["study"]["storage"] = url
@@ -112,7 +113,7 @@ def storage_overhead(url: str, params: list[dict[str, Any]]) -> dict[str, float]
     study = create_or_load(config, resume=False)
     for values in params:
         study.enqueue_trial(values)
-    timer = _StorageTimer(study._storage)
+    timer = _StorageTimer(study_storage(study))
     started = time.perf_counter()
     run_search(study, experiment, len(params))
     total = time.perf_counter() - started

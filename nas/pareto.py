@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.table import Table
 
+from .optuna_compat import pareto_front
 from .paths import safe_filename
 
 
@@ -29,7 +29,7 @@ def front_trials(study: optuna.Study) -> tuple[list[optuna.trial.FrozenTrial], b
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if best or not completed:
         return sorted(best, key=lambda t: t.number), True
-    unconstrained = _get_pareto_front_trials_by_trials(completed, study.directions, consider_constraint=False)
+    unconstrained = pareto_front(completed, study.directions, consider_constraint=False)
     return sorted(unconstrained, key=lambda t: t.number), False
 
 

@@ -23,8 +23,10 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages.journal import JournalFileSymlinkLock
 from optuna.trial import FrozenTrial, TrialState
 
+from . import optuna_compat
 from .errors import UsageError
 from .files import prepare_folder, reading
+from .optuna_compat import storage_backend, study_storage, trial_id
 
 DEFAULT_STORAGE = "sqlite:///runs/nas.db"
 HEARTBEAT_SECONDS = 10
@@ -150,12 +152,12 @@ class _RDBStorage(optuna.storages.RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)
-        for trial_id in stale:
-            worker = self.get_trial(trial_id).user_attrs.get("worker", "unknown")
+        for stale_id in stale:
+            worker = self.get_trial(stale_id).user_attrs.get("worker", "unknown")
             reason = f"heartbeat lost for over {self.grace_period} s: its worker {worker} died or could not reach " \
                      "the database"
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it already
-                self.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+                self.set_trial_user_attr(stale_id, FAIL_REASON, reason)
         return stale
 
     def check_trial_is_updatable(self, trial_id: int, trial_state: TrialState) -> None:
@@ -332,10 +334,10 @@ def retry_trial(study: optuna.Study, trial: FrozenTrial) -> int | None:
     Returns the retry's number (None when ``MAX_RETRY`` is reached).
     """
     retry = _queue_retry(study, trial)
-    backend = getattr(study._storage, "_backend", study._storage)  # Optuna wraps RDB storages in a cache
+    backend = storage_backend(study)
     if isinstance(backend, _RDBStorage):
         reason = trial.user_attrs.get(FAIL_REASON, "heartbeat lost")
-        backend.amend_fail_reason(trial._trial_id, _with_retry(reason, retry))
+        backend.amend_fail_reason(trial_id(trial), _with_retry(reason, retry))
     return retry
 
 
@@ -344,11 +346,11 @@ def fail_stranded_trial(study: optuna.Study, number: int, reason: str) -> int | 
 
     Returns the retry's number; None when another worker failed it first (as stale: that one retries it and says why).
     """
-    trial_id = study.get_trials(deepcopy=False)[number]._trial_id
+    storage, stranded = study_storage(study), trial_id(study.get_trials(deepcopy=False)[number])
     with contextlib.suppress(ValueError, optuna.exceptions.UpdateFinishedTrialError):  # no longer RUNNING
-        study._storage.set_trial_user_attr(trial_id, FAIL_REASON, reason)
+        storage.set_trial_user_attr(stranded, FAIL_REASON, reason)
         study.tell(number, state=TrialState.FAIL)
-    failed = study._storage.get_trial(trial_id)
+    failed = storage.get_trial(stranded)
     if failed.state != TrialState.FAIL or failed.user_attrs.get(FAIL_REASON) != reason:
         return None
     return retry_trial(study, failed)
@@ -356,16 +358,12 @@ def fail_stranded_trial(study: optuna.Study, number: int, reason: str) -> int | 
 
 def heartbeat_enabled(study: optuna.Study) -> bool:
     """Does this study's storage record heartbeats (RDB storages opened by :func:`open_storage`)?"""
-    from optuna.storages._heartbeat import is_heartbeat_enabled
-
-    return is_heartbeat_enabled(study._storage)
+    return optuna_compat.heartbeat_enabled(study_storage(study))
 
 
 def heartbeat_thread(study: optuna.Study, trial: optuna.Trial) -> Any:
     """A context manager recording ``trial``'s heartbeat while it runs (Optuna does so only in ``study.optimize``)."""
-    from optuna.storages._heartbeat import get_heartbeat_thread
-
-    return get_heartbeat_thread(trial._trial_id, study._storage)
+    return optuna_compat.heartbeat_thread(trial_id(trial), study_storage(study))
 
 
 def worker_id() -> str:
@@ -406,7 +404,7 @@ def fail_trials_of_dead_workers(study: optuna.Study) -> list[int]:
             # Retry first, then the reason naming it, then FAIL: a journal keeps no attribute set after FAIL.
             retry = _queue_retry(study, trial)
             reason = f"worker {trial.user_attrs['worker']} died (its process is gone)"
-            study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, _with_retry(reason, retry))
+            study_storage(study).set_trial_user_attr(trial_id(trial), FAIL_REASON, _with_retry(reason, retry))
             study.tell(trial.number, state=TrialState.FAIL)
             failed.append(trial.number)
     return failed

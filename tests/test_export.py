@@ -20,6 +20,7 @@ import search_spaces
 from nas import codegen
 from nas import config as config_module
 from nas import data as data_module
+from nas import optuna_compat
 from nas.card import pareto_rank
 from nas.cli import main
 from nas.errors import UsageError
@@ -337,7 +338,7 @@ def test_card_reports_requirements_rank_and_plain_summary(runs, capsys, tmp_path
 
 def test_pareto_rank_puts_feasible_front_first():
     study = optuna.create_study(directions=["maximize", "minimize"])
-    key = optuna.study._constrained_optimization._CONSTRAINTS_KEY
+    key = optuna_compat.constraints_key()
     for values, violation in [((0.9, 100), -1), ((0.8, 200), -1), ((0.95, 300), -1), ((0.99, 50), 5)]:
         study.add_trial(optuna.trial.create_trial(values=list(values), system_attrs={key: [violation]}))
     ranks = [pareto_rank(study, trial)["rank"] for trial in study.trials]

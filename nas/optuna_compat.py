@@ -1,0 +1,81 @@
+"""Every use of Optuna's private API, in one place, each behind a small function with its own test.
+
+Optuna offers no public way to rank trials by constrained non-domination, to take the Pareto front of a
+list of trials, to run its heartbeat outside ``study.optimize``, or to reach a study's storage and a trial's
+id. We need all of these, so they live here: when Optuna changes one, ``tests/test_optuna_compat.py``
+names the helper that broke, and this module is the only one to fix. ``pyproject.toml`` keeps
+``optuna<6`` until the next major has been checked against those tests.
+
+Storage subclasses in ``nas.storage`` also override two private hooks of ``RDBStorage``; their names are
+listed in :data:`RDB_STORAGE_HOOKS` so the tests can check they still exist with the same signatures.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
+
+# Private methods of optuna.storages.RDBStorage that nas.storage._RDBStorage overrides, with their parameters.
+RDB_STORAGE_HOOKS: dict[str, tuple[str, ...]] = {
+    "_get_stale_trial_ids": ("self", "study_id"),
+    "check_trial_is_updatable": ("self", "trial_id", "trial_state"),
+}
+
+
+def pareto_front(trials: Sequence[FrozenTrial], directions: Sequence[optuna.study.StudyDirection],
+                 consider_constraint: bool = False) -> list[FrozenTrial]:
+    """The non-dominated trials among ``trials`` (``study.best_trials`` works only on a whole study)."""
+    from optuna.study._multi_objective import _get_pareto_front_trials_by_trials
+
+    return list(_get_pareto_front_trials_by_trials(list(trials), list(directions),
+                                                   consider_constraint=consider_constraint))
+
+
+def non_domination_rank(losses: np.ndarray, penalty: np.ndarray | None = None) -> np.ndarray:
+    """0-based non-domination rank of each row of ``losses`` (all minimised); with ``penalty`` (constraint
+    violation per row, <= 0 feasible), feasible rows rank first and infeasible ones after, by violation."""
+    from optuna.study._multi_objective import _fast_non_domination_rank
+
+    return np.asarray(_fast_non_domination_rank(np.asarray(losses, dtype=float), penalty=penalty))
+
+
+def constraints_key() -> str:
+    """The system attribute holding a trial's constraint values (for building trials in tests and tools)."""
+    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+    return _CONSTRAINTS_KEY
+
+
+def study_storage(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads and writes through (Optuna may wrap an RDB storage in a cache)."""
+    return study._storage
+
+
+def storage_backend(study: optuna.Study) -> BaseStorage:
+    """The storage underneath Optuna's cache wrapper, i.e. the object :func:`nas.storage.open_storage` built."""
+    storage = study_storage(study)
+    return getattr(storage, "_backend", storage)
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The storage's id of a trial (what storage methods take; not the trial's number)."""
+    return trial._trial_id
+
+
+def heartbeat_enabled(storage: BaseStorage) -> bool:
+    """Does ``storage`` record heartbeats (an RDB storage opened with a heartbeat interval)?"""
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    return bool(is_heartbeat_enabled(storage))
+
+
+def heartbeat_thread(trial_id_: int, storage: BaseStorage) -> AbstractContextManager[Any]:
+    """A context manager recording the trial's heartbeat while it runs (Optuna does so only in ``optimize``)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread
+
+    return get_heartbeat_thread(trial_id_, storage)

@@ -1,0 +1,93 @@
+"""One test per helper of nas.optuna_compat: when an Optuna release moves a private API, the failing test names it."""
+from __future__ import annotations
+
+import inspect
+import sqlite3
+
+import numpy as np
+import optuna
+import pytest
+
+from nas import optuna_compat
+from nas.storage import _RDBStorage, open_storage
+
+from conftest import wait_for
+
+MAX, MIN = optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE
+
+
+def _trials(values: list[tuple[float, float]], violations: list[float] | None = None) -> list[optuna.trial.FrozenTrial]:
+    key = optuna_compat.constraints_key()
+    return [
+        optuna.trial.create_trial(values=list(v), system_attrs={key: [violations[i]]} if violations else {})
+        for i, v in enumerate(values)
+    ]
+
+
+def _numbered(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    for number, trial in enumerate(trials):
+        trial.number = number
+    return trials
+
+
+def test_pareto_front_of_a_list_of_trials():
+    trials = _numbered(_trials([(0.9, 100), (0.8, 200), (0.95, 300), (0.5, 50)]))
+    front = optuna_compat.pareto_front(trials, [MAX, MIN])
+    assert sorted(t.number for t in front) == [0, 2, 3]  # (0.8, 200) is dominated by (0.9, 100)
+
+
+def test_pareto_front_respects_constraints_when_asked():
+    trials = _numbered(_trials([(0.9, 100), (0.99, 50)], violations=[-1.0, 3.0]))
+    assert [t.number for t in optuna_compat.pareto_front(trials, [MAX, MIN])] == [1]
+    assert [t.number for t in optuna_compat.pareto_front(trials, [MAX, MIN], consider_constraint=True)] == [0]
+
+
+def test_non_domination_rank_with_and_without_penalty():
+    losses = np.array([[1.0, 1.0], [2.0, 2.0], [0.5, 3.0], [0.0, 0.0]])
+    assert optuna_compat.non_domination_rank(losses).tolist() == [1, 2, 1, 0]
+    # the best row is infeasible: every feasible row ranks before it
+    ranks = optuna_compat.non_domination_rank(losses, penalty=np.array([0.0, 0.0, 0.0, 5.0]))
+    assert ranks.tolist() == [0, 1, 0, 2]
+
+
+def test_constraints_key_is_what_trials_read_their_constraints_from():
+    (trial,) = _trials([(1.0, 2.0)], violations=[0.25])
+    assert list(trial.constraints.values()) == [0.25]
+
+
+def test_storage_access_and_trial_ids(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 'compat.db'}", heartbeat_interval=None)
+    study = optuna.create_study(storage=storage, directions=["maximize"])
+    running = study.ask()
+    study.tell(study.ask(), 1.0)
+    assert isinstance(optuna_compat.study_storage(study), optuna.storages.BaseStorage)
+    assert isinstance(optuna_compat.storage_backend(study), _RDBStorage)
+    for trial in [running, *study.get_trials(deepcopy=False)]:
+        stored = optuna_compat.study_storage(study).get_trial(optuna_compat.trial_id(trial))
+        assert stored.number == trial.number
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # we run our own ask/tell loop
+def test_heartbeat_helpers_record_a_heartbeat(tmp_path):
+    path = tmp_path / "heartbeat.db"
+    assert not optuna_compat.heartbeat_enabled(optuna.storages.InMemoryStorage())
+    storage = open_storage(f"sqlite:///{path}", heartbeat_interval=1)
+    assert optuna_compat.heartbeat_enabled(storage)
+    study = optuna.create_study(storage=storage, directions=["maximize"])
+    trial = study.ask()
+    trial_id = optuna_compat.trial_id(trial)
+
+    def recorded() -> bool:
+        with sqlite3.connect(path, timeout=60) as connection:
+            return bool(connection.execute("SELECT 1 FROM trial_heartbeats WHERE trial_id = ?", (trial_id,)).fetchall())
+
+    with optuna_compat.heartbeat_thread(trial_id, storage):
+        wait_for(recorded, what="a heartbeat row for the running trial")
+    study.tell(trial, 1.0)
+
+
+@pytest.mark.parametrize("name", sorted(optuna_compat.RDB_STORAGE_HOOKS))
+def test_overridden_rdb_storage_hooks_still_exist(name):
+    method = getattr(optuna.storages.RDBStorage, name, None)
+    assert method is not None, f"optuna.storages.RDBStorage.{name} is gone: nas.storage._RDBStorage overrides it"
+    assert tuple(inspect.signature(method).parameters) == optuna_compat.RDB_STORAGE_HOOKS[name]
