@@ -52,16 +52,20 @@ def main() -> None:
                                 "activation": "relu", "dropout": 0.0, **dataset.preprocessing()})
     for name in ROBUSTNESS:
         objectives.get(name)(**({"samples": 10} if name != "calibration" else {})).evaluate(
-            warm, objectives.EvaluationContext(x=dataset.val_x[:20], y=dataset.val_y[:20], num_classes=dataset.num_classes))
-    print(f"{args.data}: {len(dataset.train_x)} train images x {args.epochs} epochs, default budgets, CPU time / training CPU time")
+            warm, objectives.EvaluationContext(x=dataset.val_x[:20], y=dataset.val_y[:20],
+                                               num_classes=dataset.num_classes))
+    print(f"{args.data}: {len(dataset.train_x)} train images x {args.epochs} epochs, default budgets, "
+          "CPU time / training CPU time")
     trained = []
-    print(f"{'architecture':<22} {'train s':>8} " + " ".join(f"{n:>14}" for n in ROBUSTNESS) + f" {'all':>7} {'staged saves':>13}")
+    print(f"{'architecture':<22} {'train s':>8} " + " ".join(f"{n:>14}" for n in ROBUSTNESS)
+          + f" {'all':>7} {'staged saves':>13}")
     for label, arch in ARCHITECTURES.items():
-        spec = {"space": "cnn", "cardinality": 1, "batch_norm": True, "activation": "relu", "dropout": 0.0, "ensemble": 1,
-                **arch, **dataset.preprocessing()}
+        spec = {"space": "cnn", "cardinality": 1, "batch_norm": True, "activation": "relu", "dropout": 0.0,
+                "ensemble": 1, **arch, **dataset.preprocessing()}
         torch.manual_seed(0)
         model = search_spaces.build(spec)
-        train_cpu, _ = cpu_seconds(lambda: training.train(model, recipe, dataset, torch.device("cpu"), 0, batch_loss=make_batch_loss(recipe, dataset.data_range)))
+        train_cpu, _ = cpu_seconds(lambda: training.train(model, recipe, dataset, torch.device("cpu"), 0,
+                                                          batch_loss=make_batch_loss(recipe, dataset.data_range)))
         context = objectives.EvaluationContext(x=dataset.val_x, y=dataset.val_y, num_classes=dataset.num_classes,
                                                train_x=dataset.train_x, train_y=dataset.train_y)
         trained.append(model)

@@ -18,7 +18,8 @@ import search_spaces
 from nas import data
 from nas.training import evaluate_split, train
 
-SPEC = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}, {"channels": 32, "kernel": 3, "pool": "max"}],
+SPEC = {"space": "cnn",
+        "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}, {"channels": 32, "kernel": 3, "pool": "max"}],
         "cardinality": 1, "batch_norm": True, "activation": "relu", "dropout": 0.1, "hidden": 0, "ensemble": 1}
 RECIPE = {"epochs": 2, "batch_size": 128, "lr": 3e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0}
 
@@ -62,7 +63,8 @@ def main() -> None:
         plain_loop(model, dataset, args.epochs, recipe["batch_size"], recipe["lr"])
         plain.append((time.perf_counter() - start) / args.epochs)
     o, p = statistics.median(ours), statistics.median(plain)
-    print(f"{name}: {len(dataset.train_x)} train images, {args.epochs} epochs, {torch.get_num_threads()} threads, median of {args.rounds} rounds")
+    print(f"{name}: {len(dataset.train_x)} train images, {args.epochs} epochs, {torch.get_num_threads()} threads, "
+          f"median of {args.rounds} rounds")
     print(f"{'loop':<12}{'s/epoch':>10}")
     print(f"{'ours':<12}{o:>10.3f}")
     print(f"{'plain':<12}{p:>10.3f}")

@@ -57,7 +57,8 @@ def nas(*args: str, cwd: Path, threads: int | None = None) -> None:
         raise SystemExit(f"nas {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
 
 
-def throughput(workers: int, params: list[dict[str, Any]], threads: int | None = None, journal: bool = False) -> dict[str, float]:
+def throughput(workers: int, params: list[dict[str, Any]], threads: int | None = None,
+               journal: bool = False) -> dict[str, float]:
     """Run the smoke search on the enqueued parameters with ``workers`` local workers; trials per hour."""
     from nas.storage import open_storage
 
@@ -69,12 +70,15 @@ def throughput(workers: int, params: list[dict[str, Any]], threads: int | None =
     for values in params:
         study.enqueue_trial(values)
     started = time.perf_counter()
-    nas("search", *common, "--resume", "--n-trials", str(len(params)), "--workers", str(workers), cwd=workdir, threads=threads)
+    nas("search", *common, "--resume", "--n-trials", str(len(params)), "--workers", str(workers),
+        cwd=workdir, threads=threads)
     wall = time.perf_counter() - started
-    trials = optuna.load_study(study_name="bench", storage=open_storage(url, heartbeat_interval=None)).get_trials(states=(TrialState.COMPLETE,))
+    trials = optuna.load_study(study_name="bench", storage=open_storage(url, heartbeat_interval=None)).get_trials(
+        states=(TrialState.COMPLETE,))
     assert len(trials) == len(params), f"{len(trials)} COMPLETE trials, expected {len(params)}"
     span = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
-    return {"wall": wall, "span": span, "per_hour": 3600 * len(trials) / span, "per_hour_wall": 3600 * len(trials) / wall}
+    return {"wall": wall, "span": span, "per_hour": 3600 * len(trials) / span,
+            "per_hour_wall": 3600 * len(trials) / wall}
 
 
 class _StorageTimer:
@@ -122,7 +126,8 @@ def storage_overhead(url: str, params: list[dict[str, Any]]) -> dict[str, float]
 
 
 def _median(rounds: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    return {name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]} for name in rounds[0]}
+    return {name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
+            for name in rounds[0]}
 
 
 def _start_postgres(url: str | None) -> tuple[str | None, Any]:
@@ -161,7 +166,8 @@ def main() -> None:
     if postgres_url:
         storages["PostgreSQL"] = postgres_url
     try:
-        overhead_rounds = [{name: storage_overhead(url, params[: args.overhead_trials]) for name, url in storages.items()}
+        overhead_rounds = [{name: storage_overhead(url, params[: args.overhead_trials])
+                            for name, url in storages.items()}
                            for _ in range(args.rounds)]
     finally:
         if server is not None:
@@ -178,7 +184,8 @@ def main() -> None:
     for base in (name for name in runs if name != two):
         ratios = [r[two]["per_hour"] / r[base]["per_hour"] for r in rounds]
         walls = [r[base]["wall"] / r[two]["wall"] for r in rounds]
-        print(f"\n2 workers vs {base}: {statistics.median(ratios):.2f}x trials/hour (rounds {', '.join(f'{x:.2f}' for x in ratios)}), "
+        print(f"\n2 workers vs {base}: {statistics.median(ratios):.2f}x trials/hour "
+              f"(rounds {', '.join(f'{x:.2f}' for x in ratios)}), "
               f"{statistics.median(walls):.2f}x wall incl. start-up; goal >= 1.7x")
     print("\n| storage | storage time per trial (ms) | storage calls per trial | share of run time | vs SQLite |")
     print("|---|---|---|---|---|")
