@@ -45,7 +45,8 @@ def prepare_workers(config: dict[str, Any], workers: int, console: Any) -> dict[
     if workers == 1 or shared_storage(url) == url:
         return config
     config = {**config, "study": {**config["study"], "storage": shared_storage(url)}}
-    console.print(f"--workers {workers}: SQLite takes one writer at a time, so this search uses {config['study']['storage']} "
+    console.print(f"--workers {workers}: SQLite takes one writer at a time, "
+                  f"so this search uses {config['study']['storage']} "
                   "(pass that --storage to 'nas status', 'nas dashboard' and --resume)")
     return config
 
@@ -110,7 +111,8 @@ class _Progress:
                 running.append(trial)
         if running and hasattr(self.progress, "on_epoch"):
             latest = max(running, key=lambda t: t.number)  # the newest running trial, as one line
-            self.progress.on_epoch(latest.number, latest.user_attrs["history"][-1], int(latest.user_attrs["recipe"]["epochs"]))
+            self.progress.on_epoch(latest.number, latest.user_attrs["history"][-1],
+                                   int(latest.user_attrs["recipe"]["epochs"]))
 
 
 def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int, progress: Any, console: Any,
@@ -124,15 +126,16 @@ def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int,
     devices = worker_devices(config["study"]["device"], workers)
     log_dir.mkdir(parents=True, exist_ok=True)
     # The URL travels in the environment, never on a command line that `ps` shows.
-    env = {**os.environ, STORAGE_ENV: config["study"]["storage"], "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {**os.environ, STORAGE_ENV: config["study"]["storage"],
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     console.print(f"starting {workers} workers with {threads} CPU thread(s) each; logs in {log_dir}")
     children: list[_Child] = []
     previous = {number: signal.signal(number, handler) for number, handler in
                 ((signal.SIGTERM, sigterm_as_interrupt), (signal.SIGINT, signal.default_int_handler))}
     try:
         for index, device in enumerate(devices):
-            command = [sys.executable, "-m", "nas", "worker", "--study-name", study.study_name, "--n-trials", str(config["study"]["n_trials"]),
-                       "--threads", str(threads)]
+            command = [sys.executable, "-m", "nas", "worker", "--study-name", study.study_name,
+                       "--n-trials", str(config["study"]["n_trials"]), "--threads", str(threads)]
             command += ["--device", device] if device else []
             command += ["--timeout", str(config["study"]["timeout"])] if config["study"]["timeout"] else []
             log_path = log_dir / f"{safe_filename(study.study_name)}-worker{index}.log"
@@ -164,11 +167,12 @@ def _supervise(study: optuna.Study, children: list[_Child], progress: Any, conso
             if code != 0:
                 how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
                 problems[child.index] = f"worker {child.index} {how} ({child.last_line()})"
-                console.print(f"worker {child.index} (pid {child.process.pid}) {how}; log {child.log_path}", style="yellow")
+                console.print(f"worker {child.index} (pid {child.process.pid}) {how}; log {child.log_path}",
+                              style="yellow")
                 if not heartbeat_enabled(study):
                     for number in fail_trials_of_dead_workers(study):
-                        console.print(f"trial {number} of that worker is marked FAILED; its parameters are queued for a retry",
-                                      style="yellow")
+                        console.print(f"trial {number} of that worker is marked FAILED; "
+                                      "its parameters are queued for a retry", style="yellow")
         if all(child.reported for child in children):
             feed.poll()
             return "; ".join(problems[index] for index in sorted(problems)) or None

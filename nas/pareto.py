@@ -16,7 +16,8 @@ from .paths import safe_filename
 
 
 def objective_names(study: optuna.Study) -> list[str]:
-    return study.user_attrs.get("objective_names") or study.metric_names or [f"objective{i}" for i in range(len(study.directions))]
+    return (study.user_attrs.get("objective_names") or study.metric_names
+            or [f"objective{i}" for i in range(len(study.directions))])
 
 
 def front_trials(study: optuna.Study) -> tuple[list[optuna.trial.FrozenTrial], bool]:

@@ -37,7 +37,8 @@ class SearchProgress:
             console=self.console, transient=False,
         )
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-        self.task = self.progress.add_task("search", total=n_trials, completed=min(done, n_trials), status="", running="")
+        self.task = self.progress.add_task("search", total=n_trials, completed=min(done, n_trials),
+                                           status="", running="")
 
     def __enter__(self) -> "SearchProgress":
         self.progress.start()
@@ -48,7 +49,8 @@ class SearchProgress:
 
     def on_epoch(self, trial_number: int, record: dict[str, float], epochs: int) -> None:
         """Show the running trial's epoch so long trials do not look stuck."""
-        self.progress.update(self.task, running=f"trial {trial_number}: epoch {record['epoch']}/{epochs}, val acc {record['val_accuracy']:.3f}")
+        self.progress.update(self.task, running=f"trial {trial_number}: epoch {record['epoch']}/{epochs}, "
+                                                f"val acc {record['val_accuracy']:.3f}")
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         trials = study.get_trials(deepcopy=False)
@@ -62,10 +64,12 @@ class SearchProgress:
         status = "best: " + ", ".join(best) if best else ""
         if failed:
             status += f" | failed {failed}"
-        self.progress.update(self.task, completed=min(len(complete), self.progress.tasks[0].total), status=status, running="")
+        self.progress.update(self.task, completed=min(len(complete), self.progress.tasks[0].total),
+                             status=status, running="")
         if trial.state == TrialState.FAIL:
-            self.progress.console.print(f"trial {trial.number} FAILED: {trial.user_attrs.get('fail_reason', 'unknown reason')}",
-                                        style="yellow")
+            self.progress.console.print(f"trial {trial.number} FAILED: "
+                                        f"{trial.user_attrs.get('fail_reason', 'unknown reason')}", style="yellow")
         elif trial.state == TrialState.COMPLETE:
             values = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, trial.values))
-            self.progress.console.print(f"trial {trial.number} done ({trial.user_attrs.get('spec_summary', '')}): {values}")
+            self.progress.console.print(f"trial {trial.number} done "
+                                        f"({trial.user_attrs.get('spec_summary', '')}): {values}")

@@ -62,7 +62,8 @@ class TrialStranded(Exception):
 
 def mask_url(text: str) -> str:
     """Hide every password in ``text`` (a URL, or a message holding URLs), for printing:
-    ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``, ``...?password=s`` -> ``...?password=***``."""
+    ``postgresql://user:s@cret@host/db`` -> ``postgresql://user:***@host/db``,
+    ``...?password=s`` -> ``...?password=***``."""
     text = _USERINFO_PASSWORD.sub(r"\g<keep>:***@", str(text))
     return _QUERY_PASSWORD.sub(r"\g<keep>***", text)
 
@@ -118,7 +119,8 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several processes may share the file (``nas status`` beside a search): wait for locks, do not fail.
         return {"pool_pre_ping": True, "connect_args": {"timeout": 60}}
-    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 60, "pool_recycle": 300}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": POOL_SIZE, "max_overflow": 0, "pool_timeout": 60,
+                              "pool_recycle": 300}
     if url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": 10, "application_name": "nas"}
     return kwargs
@@ -297,7 +299,8 @@ def open_storage(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return _RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat_interval))
     except Exception as error:  # sqlalchemy/driver errors: one line, no password
-        raise UsageError(f"cannot open storage {mask_url(url)}: {describe_error(error, url)}; check the URL, the password and that the server is running") from None
+        raise UsageError(f"cannot open storage {mask_url(url)}: {describe_error(error, url)}; "
+                         "check the URL, the password and that the server is running") from None
 
 
 def _queue_retry(study: optuna.Study, trial: FrozenTrial) -> int | None:
@@ -312,7 +315,8 @@ def _queue_retry(study: optuna.Study, trial: FrozenTrial) -> int | None:
 
     if (number := retry_of()) is not None:
         return number
-    retry_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None) or optuna.storages.RetryFailedTrialCallback
+    retry_class = (getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+                   or optuna.storages.RetryFailedTrialCallback)
     clean = copy.deepcopy(trial)
     clean.user_attrs = {}
     with warnings.catch_warnings():
@@ -459,7 +463,8 @@ class _PrefixedArtifactStore:
 
 
 def open_artifact_store(location: str | Path) -> Any:
-    """A folder (local, or shared by all workers) or ``s3://bucket[/prefix]`` (needs boto3: ``pip install 'robust-nas[s3]'``)."""
+    """A folder (local, or shared by all workers) or ``s3://bucket[/prefix]``
+    (needs boto3: ``pip install 'robust-nas[s3]'``)."""
     match = re.match(r"s3:/+([^/]+)/*(.*)$", str(location))  # Path() squashes s3:// to s3:/
     if match:
         try:
@@ -508,6 +513,7 @@ def load_study(storage_url: str, study_name: str | None, heartbeat_interval: int
     names = check_study_name(storage, storage_url, study_name)
     if study_name is None:
         if len(names) != 1:
-            raise UsageError(f"--study-name is required; studies in {mask_url(storage_url)}: {', '.join(names) or 'none'}")
+            raise UsageError(f"--study-name is required; studies in {mask_url(storage_url)}: "
+                             f"{', '.join(names) or 'none'}")
         study_name = names[0]
     return optuna.load_study(study_name=study_name, storage=storage)

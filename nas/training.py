@@ -39,7 +39,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError(f"device {name!r}: CUDA is not available on this machine; use --device cpu or --device auto")
+            raise UsageError(f"device {name!r}: CUDA is not available on this machine; "
+                             "use --device cpu or --device auto")
         device = torch.device(name)
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UsageError(f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present")
@@ -56,7 +57,8 @@ def _optimizer(model: nn.Module, recipe: dict[str, Any]) -> torch.optim.Optimize
     return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=decay)
 
 
-def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy; an ensemble trains each member on its own loss (independent members)."""
     if isinstance(model, Ensemble):
         logits = model.member_logits(x)
@@ -67,12 +69,14 @@ def classification_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, labe
 BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor, dict[str, Any], torch.Generator], torch.Tensor]
 
 
-def default_batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+def default_batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: dict[str, Any],
+                       generator: torch.Generator) -> torch.Tensor:
     return classification_loss(model, x, y, float(recipe.get("label_smoothing", 0.0)))
 
 
 @torch.no_grad()
-def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 512) -> tuple[float, float]:
+def evaluate_split(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                   batch_size: int = 512) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of the model's output on a split."""
     model.eval()
     total_loss, correct = 0.0, 0
@@ -108,7 +112,8 @@ def train(
     batch_size, epochs = int(recipe["batch_size"]), int(recipe["epochs"])
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     # SGD gets a cosine decay over the whole run; Adam-style optimisers keep their constant lr.
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch) if recipe["optimizer"] == "sgd" else None
+    scheduler = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps_per_epoch)
+                 if recipe["optimizer"] == "sgd" else None)
     result = TrainResult()
     start = time.perf_counter()
     for epoch in range(1, epochs + 1):
@@ -122,7 +127,8 @@ def train(
             with autocast:
                 loss = batch_loss(model, xb, yb, recipe, generator)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"training diverged: loss is {loss.item()} at epoch {epoch}, batch {step + 1} (lr {recipe['lr']:.3g})")
+                raise TrainingDiverged(f"training diverged: loss is {loss.item()} at epoch {epoch}, batch {step + 1} "
+                                       f"(lr {recipe['lr']:.3g})")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if recipe.get("max_grad_norm"):
