@@ -76,13 +76,16 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         address = socket.getaddrinfo(host or None, port, family, socket.SOCK_STREAM)[0][4][:2]
     except (socket.gaierror, UnicodeError) as error:
-        raise UsageError(f"--host {host!r} cannot be resolved ({error}); pass an address of this machine such as 127.0.0.1") from None
+        raise UsageError(f"--host {host!r} cannot be resolved ({error}); "
+                         "pass an address of this machine such as 127.0.0.1") from None
     try:
         return socket.create_server(address, family=family)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            raise UsageError(f"port {port} on {host} is already in use; pass another --port or stop the program using it") from None
-        raise UsageError(f"cannot listen on {host}:{port} ({os.strerror(error.errno) if error.errno else error}); pass --host 127.0.0.1 or another --port") from None
+            raise UsageError(f"port {port} on {host} is already in use; "
+                             "pass another --port or stop the program using it") from None
+        raise UsageError(f"cannot listen on {host}:{port} ({os.strerror(error.errno) if error.errno else error}); "
+                         "pass --host 127.0.0.1 or another --port") from None
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -102,7 +105,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK_NAMES:
         sys.stderr.write(f"nas: warning: serving on {args.host} exposes the dashboard (no login) to that network\n")
         if allowed is None:
-            sys.stderr.write("nas: warning: any Host header is answered; pass --allow-host NAME for each name users type\n")
+            sys.stderr.write("nas: warning: any Host header is answered; "
+                             "pass --allow-host NAME for each name users type\n")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request: the page polls every few seconds
     print(f"dashboard on http://{args.host}:{args.port}/ (read-only; Ctrl+C to stop)", flush=True)
     try:
@@ -130,8 +134,8 @@ def register_command(subparsers: Any) -> None:
                         help="interface to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=port, default=8050, help="port (default 8050)")
     parser.add_argument("--allow-host", action="append", metavar="NAME", type=non_empty_str,
-                        help="also answer requests addressed to this host name (repeatable); by default only the --host "
-                             "value (and localhost names when it is a loopback address) is answered")
+                        help="also answer requests addressed to this host name (repeatable); by default only the "
+                             "--host value (and localhost names when it is a loopback address) is answered")
     parser.add_argument("--refresh", type=positive_float, default=5.0,
                         help="seconds between live refreshes (default 5)")
     parser.set_defaults(handler=_cmd_dashboard)

@@ -30,7 +30,8 @@ def trial_option(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
         tags.append("Pareto front")
     if trial.state == TrialState.COMPLETE and not snap.feasible(trial):
         tags.append("infeasible")
-    return {"label": f"#{trial.number} · {' · '.join(tags)} · {trial.user_attrs.get('spec_summary', '')}", "value": trial.number}
+    return {"label": f"#{trial.number} · {' · '.join(tags)} · {trial.user_attrs.get('spec_summary', '')}",
+            "value": trial.number}
 
 
 def _badges(snap: Snapshot, trial: FrozenTrial) -> html.Div:
@@ -76,19 +77,24 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
         body.append(card("Out-of-distribution confidence", _graph("ood-graph", figures.ood_figure(details["ood"]))))
     if "adversarial" in details:
         num_classes = spec.get("num_classes") if isinstance(spec.get("num_classes"), int) else None
-        body.append(card("Adversarial robustness", _graph("eps-graph", figures.eps_figure([(f"trial {trial.number}", details["adversarial"])], num_classes))))
+        body.append(card("Adversarial robustness",
+                         _graph("eps-graph", figures.eps_figure([(f"trial {trial.number}", details["adversarial"])],
+                                                                num_classes))))
     if "explainability" in details:
-        body.append(card("Explanations", _graph("attribution-graph", figures.attribution_figure(details["explainability"])),
+        body.append(card("Explanations",
+                         _graph("attribution-graph", figures.attribution_figure(details["explainability"])),
                          _graph("faithfulness-graph", figures.faithfulness_figure(details["explainability"]))))
     if "calibration" in details:
-        body.append(card("Calibration", _graph("reliability-graph", figures.reliability_figure(details["calibration"]))))
+        body.append(card("Calibration",
+                         _graph("reliability-graph", figures.reliability_figure(details["calibration"]))))
     skipped = [name for name, result in evaluated.items() if result.get("skipped")]
     missing = [name for name in ROBUSTNESS if name not in evaluated and name not in details]
     notes = []
     if skipped:
         notes.append(f"Skipped (a cheaper requirement had already failed): {', '.join(skipped)}.")
     if trial.state == TrialState.COMPLETE and missing:
-        notes.append(f"Not measured in this study: {', '.join(missing)} (add [objectives.<name>] or a requirement on it).")
+        notes.append(f"Not measured in this study: {', '.join(missing)} "
+                     "(add [objectives.<name>] or a requirement on it).")
     if notes:
         body.append(html.Div([html.P(n, className="hint") for n in notes], className="card"))
     return body
@@ -100,8 +106,10 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
         return [card("Compare", html.P("Pick two to four completed trials above.", className="hint"))]
     headline, rest = metric_columns(snap, trials)
     rows = [{"metric": "spec", **{f"trial {t.number}": t.user_attrs.get("spec_summary", "") for t in trials}},
-            {"metric": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}}, *metric_table(trials, headline)]
-    specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(t.user_attrs.get("spec") or {})], style={"marginBottom": "8px"})
+            {"metric": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}},
+            *metric_table(trials, headline)]
+    specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(t.user_attrs.get("spec") or {})],
+                               style={"marginBottom": "8px"})
                       for t in trials])
     curves = []
     for trial in trials:
@@ -144,9 +152,11 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
             return no_update  # the overview reloads every study: every sixth tick is plenty
         return table(source.study_rows(), ["study", "trials", "objectives", "best", "started"])
 
-    @app.callback(Output("x-axis", "options"), Output("x-axis", "value"), Output("y-axis", "options"), Output("y-axis", "value"),
+    @app.callback(Output("x-axis", "options"), Output("x-axis", "value"),
+                  Output("y-axis", "options"), Output("y-axis", "value"),
                   Output("z-axis", "options"), Output("z-axis", "value"),
-                  Input("signature", "data"), State("study", "value"), State("x-axis", "value"), State("y-axis", "value"), State("z-axis", "value"))
+                  Input("signature", "data"), State("study", "value"),
+                  State("x-axis", "value"), State("y-axis", "value"), State("z-axis", "value"))
     def axes(_signature: Any, study_name: Any, x: Any, y: Any, z: Any):
         snap = source.snapshot(study_name)
         if snap is None:
@@ -158,8 +168,10 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         z = z if z in keys else None
         return options, x, options, y, options, z
 
-    @app.callback(Output("pareto-graph", "figure"), Output("parallel-graph", "figure"), Output("hv-graph", "figure"), Output("hv-text", "children"),
-                  Input("signature", "data"), Input("x-axis", "value"), Input("y-axis", "value"), Input("z-axis", "value"), Input("show", "value"),
+    @app.callback(Output("pareto-graph", "figure"), Output("parallel-graph", "figure"),
+                  Output("hv-graph", "figure"), Output("hv-text", "children"),
+                  Input("signature", "data"), Input("x-axis", "value"), Input("y-axis", "value"),
+                  Input("z-axis", "value"), Input("show", "value"),
                   State("study", "value"))
     def explorer(_signature: Any, x: Any, y: Any, z: Any, show: Any, study_name: Any):
         snap = source.snapshot(study_name)
@@ -170,13 +182,15 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         x = x if x in keys else (keys[0] if keys else None)
         y = y if y in keys else (keys[min(1, len(keys) - 1)] if keys else None)
         z = z if z in keys else None
-        scatter = figures.pareto_figure(snap, x, y, z, show=[s for s in (show or []) if s in ("dominated", "infeasible")]) if x else \
-            figures.message_figure("no objective values yet", height=460)
+        scatter = (figures.pareto_figure(snap, x, y, z,
+                                         show=[s for s in (show or []) if s in ("dominated", "infeasible")])
+                   if x else figures.message_figure("no objective values yet", height=460))
         scatter.update_layout(uirevision=f"{snap.study_name}|{x}|{y}|{z}")  # keep the user's zoom across live refreshes
         hv_figure, hv_text = figures.hypervolume_figure(snap)
         return scatter, figures.parallel_figure(snap), hv_figure, hv_text
 
-    @app.callback(Output("trial", "options"), Output("trial", "value"), Output("compare-trials", "options"), Output("compare-trials", "value"),
+    @app.callback(Output("trial", "options"), Output("trial", "value"),
+                  Output("compare-trials", "options"), Output("compare-trials", "value"),
                   Output("tabs", "value"),
                   Input("signature", "data"), Input("pareto-graph", "clickData"),
                   State("study", "value"), State("trial", "value"), State("compare-trials", "value"))
@@ -194,24 +208,28 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
                 clicked = clicked[0] if clicked else None
             if clicked in numbers:
                 return options, clicked, no_update, no_update, "trial"
-        value = current if current in numbers else (front[0] if front else (snap.trials[-1].number if snap.trials else None))
+        value = (current if current in numbers
+                 else front[0] if front else (snap.trials[-1].number if snap.trials else None))
         complete = [o for o in options if snap.trial(o["value"]).state == TrialState.COMPLETE]
         kept = [n for n in (compared or []) if n in {o["value"] for o in complete}][:4]
         if not kept:  # start with the two first front trials (topped up with other completed ones)
             kept = (front + [o["value"] for o in complete if o["value"] not in front])[:2]
         return options, value, complete, kept, no_update
 
-    @app.callback(Output("trial-body", "children"), Input("trial", "value"), Input("signature", "data"), State("study", "value"))
+    @app.callback(Output("trial-body", "children"),
+                  Input("trial", "value"), Input("signature", "data"), State("study", "value"))
     def drill_down(number: Any, _signature: Any, study_name: Any):
         snap = source.snapshot(study_name)
         if snap is None:
             return [card("Trial", html.P(_study_error(study_name), className="hint"))]
         trial = snap.trial(number)
         if trial is None:
-            return [card("Trial", html.P("No trial picked: choose one above or click a point in the Pareto explorer.", className="hint"))]
+            return [card("Trial", html.P("No trial picked: choose one above or click a point in the Pareto explorer.",
+                                         className="hint"))]
         return trial_body(snap, trial)
 
-    @app.callback(Output("compare-body", "children"), Input("compare-trials", "value"), Input("signature", "data"), State("study", "value"))
+    @app.callback(Output("compare-body", "children"),
+                  Input("compare-trials", "value"), Input("signature", "data"), State("study", "value"))
     def compare(numbers: Any, _signature: Any, study_name: Any):
         snap = source.snapshot(study_name)
         if snap is None:
@@ -220,7 +238,8 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         return compare_body(snap, [t for t in picked if t is not None and t.state == TrialState.COMPLETE])
 
     @app.callback(Output("export-download", "data"), Output("export-status", "children"),
-                  Input("export-button", "n_clicks"), State("trial", "value"), State("study", "value"), prevent_initial_call=True)
+                  Input("export-button", "n_clicks"), State("trial", "value"), State("study", "value"),
+                  prevent_initial_call=True)
     def export_trial(_clicks: Any, number: Any, study_name: Any):
         snap = source.snapshot(study_name)
         trial = snap.trial(number) if snap else None

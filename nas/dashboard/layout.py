@@ -16,7 +16,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
 .header .picker { width: 260px; color: #1d2733; }
 .status { font-size: 13px; opacity: 0.9; }
 .page { padding: 12px 24px 40px; }
-.card { background: white; border-radius: 8px; padding: 14px 18px; margin: 12px 0; box-shadow: 0 1px 3px rgba(0,0,0,0.08); }
+.card { background: white; border-radius: 8px; padding: 14px 18px; margin: 12px 0;
+        box-shadow: 0 1px 3px rgba(0,0,0,0.08); }
 .card h2 { font-size: 16px; margin: 0 0 8px; }
 .card h3 { font-size: 14px; margin: 12px 0 6px; }
 details summary { cursor: pointer; color: #3b4b5c; font-size: 13px; margin: 6px 0; }
@@ -25,17 +26,20 @@ details summary { cursor: pointer; color: #3b4b5c; font-size: 13px; margin: 6px 
 .controls label { font-size: 12px; color: #5b6b7c; display: block; margin-bottom: 2px; }
 .controls .control { min-width: 200px; }
 .controls .control.wide { min-width: 480px; }
-button { background: #17324f; color: white; border: 0; border-radius: 6px; padding: 8px 14px; font-size: 13px; cursor: pointer; }
+button { background: #17324f; color: white; border: 0; border-radius: 6px; padding: 8px 14px; font-size: 13px;
+         cursor: pointer; }
 .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 table.data { border-collapse: collapse; font-size: 13px; width: 100%; }
 table.data th { text-align: left; border-bottom: 2px solid #d5dde6; padding: 4px 8px; color: #3b4b5c; }
 table.data td { border-bottom: 1px solid #eef1f5; padding: 4px 8px; }
 td.PASS, span.PASS { color: #177a2e; font-weight: 600; }
 td.FAIL, span.FAIL { color: #c62828; font-weight: 600; }
-.badge { display: inline-block; padding: 2px 10px; border-radius: 10px; font-size: 12px; margin-right: 6px; background: #e6ecf3; }
+.badge { display: inline-block; padding: 2px 10px; border-radius: 10px; font-size: 12px; margin-right: 6px;
+         background: #e6ecf3; }
 .badge.good { background: #dcf2e2; color: #177a2e; } .badge.bad { background: #fbe0e0; color: #c62828; }
 .arch { display: flex; flex-wrap: wrap; align-items: center; gap: 4px; }
-.arch .layer { border: 1px solid #9fb3c8; border-radius: 6px; padding: 4px 8px; background: #f7fafc; font-size: 12px; max-width: 220px; }
+.arch .layer { border: 1px solid #9fb3c8; border-radius: 6px; padding: 4px 8px; background: #f7fafc; font-size: 12px;
+               max-width: 220px; }
 .arch .layer b { display: block; font-size: 11px; color: #17324f; text-transform: uppercase; }
 .arch .arrow { color: #9fb3c8; }
 .error { color: #c62828; }
@@ -47,7 +51,8 @@ INDEX = """<!DOCTYPE html>
 <body>{%app_entry%}<footer>{%config%}{%scripts%}{%renderer%}</footer></body></html>"""
 
 
-def table(rows: list[dict[str, Any]], columns: list[str] | None = None, classes: dict[str, str] | None = None) -> html.Table:
+def table(rows: list[dict[str, Any]], columns: list[str] | None = None,
+          classes: dict[str, str] | None = None) -> html.Table:
     """A plain table; a cell whose text is PASS/FAIL gets that CSS class (green/red)."""
     if not rows:
         return html.P("none", className="hint")
@@ -80,7 +85,8 @@ def card(title: str, *children: Any, hint: str | None = None, **kwargs: Any) -> 
 
 
 def _dropdown(id_: str, label: str, wide: bool = False, **kwargs: Any) -> html.Div:
-    return html.Div([html.Label(label, htmlFor=id_), dcc.Dropdown(id=id_, **kwargs)], className="control wide" if wide else "control")
+    return html.Div([html.Label(label, htmlFor=id_), dcc.Dropdown(id=id_, **kwargs)],
+                    className="control wide" if wide else "control")
 
 
 def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) -> html.Div:
@@ -95,32 +101,38 @@ def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) ->
             _dropdown("z-axis", "z axis (optional: 3-D)", clearable=True, placeholder="none (2-D)"),
             html.Div([html.Label("show"), dcc.Checklist(
                 id="show", value=["dominated", "infeasible"], inline=True,
-                options=[{"label": " dominated trials ", "value": "dominated"}, {"label": " infeasible trials", "value": "infeasible"}],
+                options=[{"label": " dominated trials ", "value": "dominated"},
+                         {"label": " infeasible trials", "value": "infeasible"}],
             )], className="control"),
         ], className="controls"), dcc.Graph(id="pareto-graph", config={"displaylogo": False}),
-            hint="Each point is a trained model. Blue points are the Pareto front: no other feasible model is at least as good "
-                 "on every objective. Red crosses fail a requirement. Axes can also show any measured metric."),
+            hint="Each point is a trained model. Blue points are the Pareto front: no other feasible model is at least "
+                 "as good on every objective. Red crosses fail a requirement. Axes can also show any measured metric."),
         card("All objectives at once", dcc.Graph(id="parallel-graph", config={"displaylogo": False})),
-        card("Search progress", dcc.Graph(id="hv-graph", config={"displaylogo": False}), html.P(id="hv-text", className="hint")),
+        card("Search progress", dcc.Graph(id="hv-graph", config={"displaylogo": False}),
+             html.P(id="hv-text", className="hint")),
     ])
     trial_tab = dcc.Tab(label="Trial", value="trial", children=[
         html.Div([
-            _dropdown("trial", "trial", wide=True, clearable=False, placeholder="pick a trial (or click a point in the explorer)"),
-            html.Div([html.Button("Export this trial (zip)", id="export-button", n_clicks=0), dcc.Download(id="export-download")],
+            _dropdown("trial", "trial", wide=True, clearable=False,
+                      placeholder="pick a trial (or click a point in the explorer)"),
+            html.Div([html.Button("Export this trial (zip)", id="export-button", n_clicks=0),
+                      dcc.Download(id="export-download")],
                      className="control"),
             html.Div(id="export-status", className="hint"),
         ], className="controls card"),
         html.Div(id="trial-body"),
     ])
     compare_tab = dcc.Tab(label="Compare", value="compare", children=[
-        html.Div([_dropdown("compare-trials", "trials to compare (2 to 4)", wide=True, multi=True)], className="controls card"),
+        html.Div([_dropdown("compare-trials", "trials to compare (2 to 4)", wide=True, multi=True)],
+                 className="controls card"),
         html.Div(id="compare-body"),
     ])
     default = study_name or (studies[0] if len(studies) == 1 else None)
     return html.Div([
         html.Div([
             html.H1("Robust NAS dashboard"),
-            html.Div(dcc.Dropdown(id="study", options=studies, value=default, clearable=False, placeholder="pick a study"),
+            html.Div(dcc.Dropdown(id="study", options=studies, value=default, clearable=False,
+                                  placeholder="pick a study"),
                      className="picker"),
             html.Div(id="status", className="status"),
         ], className="header"),

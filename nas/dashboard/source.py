@@ -206,7 +206,8 @@ def load_details(snap: Snapshot, trial: FrozenTrial) -> tuple[dict[str, Any], st
     try:
         return _read_details(snap.artifact_location, artifact_id), None
     except Exception as error:  # a missing file, an S3 client error, no boto3: a line on the page, not a crash
-        return {}, f"details artifact {artifact_id} could not be read ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        return {}, (f"details artifact {artifact_id} could not be read "
+                    f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
 
 
 @lru_cache(maxsize=256)
@@ -225,7 +226,8 @@ def _read_details(location: str, artifact_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------------- plain-data views
 # The numbers a reader looks at first; the rest stay one click away.
 HEADLINE_METRICS = ("ood.min_auroc", "ood.max_fpr95", "adversarial.clean_accuracy", "adversarial.pgd_accuracy",
-                    "adversarial.median_min_eps", "calibration.ece", "explainability.deletion", "explainability.insertion")
+                    "adversarial.median_min_eps", "calibration.ece",
+                    "explainability.deletion", "explainability.insertion")
 
 
 def metric_columns(snap: Snapshot, trials: list[FrozenTrial]) -> tuple[list[str], list[str]]:
@@ -239,7 +241,8 @@ def metric_columns(snap: Snapshot, trials: list[FrozenTrial]) -> tuple[list[str]
 
 def metric_table(trials: list[FrozenTrial], metrics: list[str]) -> list[dict[str, Any]]:
     """One row per metric, one column per trial (``trial N``)."""
-    return [{"metric": m, **{f"trial {t.number}": (t.user_attrs.get("metrics") or {}).get(m) for t in trials}} for m in metrics]
+    return [{"metric": m, **{f"trial {t.number}": (t.user_attrs.get("metrics") or {}).get(m) for t in trials}}
+            for m in metrics]
 
 
 def trial_row(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
@@ -258,7 +261,8 @@ def objective_table(trial: FrozenTrial) -> list[dict[str, Any]]:
     for name, result in (trial.user_attrs.get("objectives") or {}).items():
         rows.append({
             "objective": name,
-            "value": "skipped (a requirement already failed)" if result.get("skipped") else format_value(result.get("value")),
+            "value": ("skipped (a requirement already failed)" if result.get("skipped")
+                      else format_value(result.get("value"))),
             "seconds": format_value(result.get("seconds")),
         })
     return rows
@@ -268,7 +272,8 @@ def requirement_table(trial: FrozenTrial) -> list[dict[str, Any]]:
     """Each requirement: bound, measured value and PASS / FAIL / not evaluated."""
     rows = []
     for metric, row in (trial.user_attrs.get("requirements") or {}).items():
-        bound = " and ".join(f"{'≥' if side == 'min' else '≤'} {format_value(row[side])}" for side in ("min", "max") if side in row)
+        bound = " and ".join(f"{'≥' if side == 'min' else '≤'} {format_value(row[side])}"
+                             for side in ("min", "max") if side in row)
         verdict = {True: "PASS", False: "FAIL", None: "not evaluated"}[row.get("pass")]
         rows.append({"requirement": metric, "bound": bound, "value": format_value(row.get("value")), "result": verdict})
     return rows
@@ -287,7 +292,8 @@ def architecture_layers(spec: dict[str, Any]) -> list[tuple[str, str]]:
         for i, block in enumerate(spec.get("blocks", [])):
             kind = f"ResNeXt block, {card} groups" if card > 1 else "conv"
             pool = "" if block.get("pool") == "none" else f", {block.get('pool')} pool"
-            layers.append((f"block {i + 1}", f"{kind} {block.get('kernel')}×{block.get('kernel')}, {block.get('channels')} ch{bn}, {activation}{pool}"))
+            layers.append((f"block {i + 1}", f"{kind} {block.get('kernel')}×{block.get('kernel')}, "
+                                             f"{block.get('channels')} ch{bn}, {activation}{pool}"))
         head = f"dropout {spec.get('dropout', 0)}"
         if spec.get("hidden"):
             head += f", linear {spec['hidden']}, {activation}"
