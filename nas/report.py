@@ -68,7 +68,8 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
 
 
 def _architecture(spec: dict[str, Any]) -> str:
-    boxes = [f'<div class="layer"><b>{html.escape(name)}</b>{html.escape(detail)}</div>' for name, detail in architecture_layers(spec)]
+    boxes = [f'<div class="layer"><b>{html.escape(name)}</b>{html.escape(detail)}</div>'
+             for name, detail in architecture_layers(spec)]
     return '<div class="arch">' + '<span class="arrow">→</span>'.join(boxes) + "</div>"
 
 
@@ -76,12 +77,14 @@ def _summary(snap: Snapshot) -> list[dict[str, Any]]:
     config = snap.study.user_attrs.get("config") or {}
     data, space, study = config.get("data", {}), config.get("space", {}), config.get("study", {})
     requirements = config.get("requirements", {})
+    bounds = {m: " and ".join(("≥ " if k == "min" else "≤ ") + format_value(v) for k, v in b.items())
+              for m, b in requirements.items()}
     rows = [
         ("study", snap.study_name), ("storage", mask_url(snap.storage_url)), ("trials", snap.counts_text()),
         ("objectives", ", ".join(snap.label(i) for i in range(len(snap.names)))),
-        ("requirements", ", ".join(f"{m} {' and '.join(('≥ ' if k == 'min' else '≤ ') + format_value(v) for k, v in b.items())}"
-                                   for m, b in requirements.items()) or "none"),
-        ("data", f"{data.get('name', '?')} (train {data.get('train_size') or 'all'}, validation {data.get('val_size') or 'all'})" if data else "?"),
+        ("requirements", ", ".join(f"{m} {bound}" for m, bound in bounds.items()) or "none"),
+        ("data", f"{data.get('name', '?')} (train {data.get('train_size') or 'all'}, "
+                 f"validation {data.get('val_size') or 'all'})" if data else "?"),
         ("search space", space.get("name", "?")), ("sampler", study.get("sampler", "?")),
         ("report written", datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
     ]
@@ -93,13 +96,17 @@ def _front_section(page: _Page, snap: Snapshot, trials: list[Any]) -> None:
     for trial in trials:
         attrs = trial.user_attrs
         feasible = snap.feasible(trial)
-        verdict = '<span class="badge good">meets every requirement</span>' if feasible else '<span class="badge bad">fails a requirement</span>'
-        page.add(f'<div class="card" id="trial-{trial.number}"><h2>Trial {trial.number}: {html.escape(attrs.get("spec_summary", ""))}</h2>{verdict}')
+        verdict = ('<span class="badge good">meets every requirement</span>' if feasible
+                   else '<span class="badge bad">fails a requirement</span>')
+        page.add(f'<div class="card" id="trial-{trial.number}">'
+                 f'<h2>Trial {trial.number}: {html.escape(attrs.get("spec_summary", ""))}</h2>{verdict}')
         page.add(_architecture(attrs.get("spec") or {}))
         headline, rest = metric_columns(snap, [trial])
         column = f"trial {trial.number}"
-        page.add('<div class="grid"><div><h3>Measured on the validation split</h3>' + _table(metric_table([trial], headline), ["metric", column])
-                 + "<details><summary>every other metric</summary>" + _table(metric_table([trial], rest), ["metric", column]) + "</details></div>"
+        page.add('<div class="grid"><div><h3>Measured on the validation split</h3>'
+                 + _table(metric_table([trial], headline), ["metric", column])
+                 + "<details><summary>every other metric</summary>"
+                 + _table(metric_table([trial], rest), ["metric", column]) + "</details></div>"
                  "<div><h3>Requirements</h3>" + _table(requirement_table(trial)) + "</div></div>")
         details, problem = load_details(snap, trial)
         if problem:
@@ -108,7 +115,8 @@ def _front_section(page: _Page, snap: Snapshot, trials: list[Any]) -> None:
             page.figure(figures.ood_figure(details["ood"]))
         if "adversarial" in details:
             num_classes = (attrs.get("spec") or {}).get("num_classes")
-            page.figure(figures.eps_figure([(f"trial {trial.number}", details["adversarial"])], num_classes if isinstance(num_classes, int) else None))
+            page.figure(figures.eps_figure([(f"trial {trial.number}", details["adversarial"])],
+                                           num_classes if isinstance(num_classes, int) else None))
         if "calibration" in details:
             page.figure(figures.reliability_figure(details["calibration"]))
         page.add("</div>")
@@ -121,14 +129,16 @@ def build_report(snap: Snapshot) -> str:
     from .dashboard import figures
     from .dashboard.layout import STYLE
     page = _Page()
-    page.add(f'<div class="header"><h1>Robust NAS report: study {html.escape(snap.study_name)}</h1></div><div class="page">')
+    page.add(f'<div class="header"><h1>Robust NAS report: study {html.escape(snap.study_name)}</h1></div>'
+             '<div class="page">')
     page.add('<div class="card"><h2>Study</h2>' + _table(_summary(snap)) + "</div>")
-    page.add('<div class="card"><h2>Pareto explorer</h2><p class="hint">Each point is a trained model. Blue points are the '
-             "Pareto front: no other feasible model is at least as good on every objective. Red crosses fail a requirement. "
-             "Hover a point for its architecture and values.</p>")
+    page.add('<div class="card"><h2>Pareto explorer</h2><p class="hint">Each point is a trained model. '
+             "Blue points are the Pareto front: no other feasible model is at least as good on every objective. "
+             "Red crosses fail a requirement. Hover a point for its architecture and values.</p>")
     pairs = list(itertools.combinations(snap.names, 2))[:MAX_PAIRS]
     if not snap.completed or not pairs:
-        why = f"no completed trial yet ({snap.counts_text()})" if not snap.completed else "one objective only: there is no trade-off to plot"
+        why = (f"no completed trial yet ({snap.counts_text()})" if not snap.completed
+               else "one objective only: there is no trade-off to plot")
         page.add(f'<p class="hint">{html.escape(why)}</p>')
     else:
         page.add('<div class="grid">')
@@ -144,14 +154,18 @@ def build_report(snap: Snapshot) -> str:
     page.add(f'<p class="hint">{html.escape(reference)}</p></div>')
 
     front = sorted((t for t in snap.completed if t.number in snap.front), key=lambda t: t.number)
-    note = "" if snap.front_feasible else " No trial meets every requirement, so these are the best trade-offs among infeasible trials."
-    page.add(f'<div class="card"><h2>Pareto front ({len(front)} trials)</h2><p class="hint">Trials no other feasible trial beats on every objective.{note}</p>')
+    note = ("" if snap.front_feasible
+            else " No trial meets every requirement, so these are the best trade-offs among infeasible trials.")
+    page.add(f'<div class="card"><h2>Pareto front ({len(front)} trials)</h2>'
+             f'<p class="hint">Trials no other feasible trial beats on every objective.{note}</p>')
     page.add(_table([trial_row(snap, t) for t in front], ["trial", *snap.names, "feasible", "spec"]) + "</div>")
     if len(front) > MAX_FRONT_TRIALS:
-        page.add(f'<p class="hint">Robustness summaries of the first {MAX_FRONT_TRIALS} front trials follow; open the dashboard for the rest.</p>')
+        page.add(f'<p class="hint">Robustness summaries of the first {MAX_FRONT_TRIALS} front trials follow; '
+                 'open the dashboard for the rest.</p>')
     _front_section(page, snap, front[:MAX_FRONT_TRIALS])
     page.add("</div>")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Robust NAS report: {html.escape(snap.study_name)}</title>"
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+            f"<title>Robust NAS report: {html.escape(snap.study_name)}</title>"
             f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>{''.join(page.parts)}</body></html>\n")
 
 
@@ -175,9 +189,10 @@ def register_command(subparsers: Any) -> None:
     from .cli_types import non_empty_str
 
     parser = subparsers.add_parser(
-        "report", help="write one self-contained HTML report of a study (Pareto plots, front table, robustness per front trial)",
-        description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as a "
-                    "table and each front trial's robustness summary. It opens without network access.",
+        "report",
+        help="write one self-contained HTML report of a study (Pareto plots, front table, robustness per front trial)",
+        description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as "
+                    "a table and each front trial's robustness summary. It opens without network access.",
     )
     parser.add_argument("--storage", required=True, type=non_empty_str,
                         help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
