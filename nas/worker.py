@@ -53,12 +53,12 @@ def run_with_reconnect(study: optuna.Study, storage_url: str, step: Callable[[],
                 left = retry_for - (time.monotonic() - lost_at)
                 if left <= 0:
                     raise StorageUnavailable(
-                        f"lost the connection to {mask_url(storage_url)} for {retry_for:.0f} s ({reason}); completed trials are "
-                        "stored, restart 'nas worker' once the database is reachable"
+                        f"lost the connection to {mask_url(storage_url)} for {retry_for:.0f} s ({reason}); "
+                        "completed trials are stored, restart 'nas worker' once the database is reachable"
                     ) from None
                 if console is not None:
-                    console.print(f"storage {mask_url(storage_url)} unreachable ({reason}); retrying in {min(delay, left):.0f} s",
-                                  style="yellow")
+                    console.print(f"storage {mask_url(storage_url)} unreachable ({reason}); "
+                                  f"retrying in {min(delay, left):.0f} s", style="yellow")
                 time.sleep(min(delay, left))
                 delay = min(2 * delay, 30.0)
                 try:
@@ -82,8 +82,10 @@ def create_only(config: dict[str, Any], resume: bool, console: Any) -> int:
 
     study = create_or_load(config, resume=resume)
     url = mask_url(config["study"]["storage"])
-    console.print(f"study '{study.study_name}' is ready in {url} (target {config['study']['n_trials']} COMPLETE trials, artifacts "
-                  f"{study.user_attrs.get('artifacts')}); on any host run: nas worker --storage {shlex.quote(url)} --study-name {shlex.quote(study.study_name)}")
+    console.print(f"study '{study.study_name}' is ready in {url} "
+                  f"(target {config['study']['n_trials']} COMPLETE trials, "
+                  f"artifacts {study.user_attrs.get('artifacts')}); on any host run: "
+                  f"nas worker --storage {shlex.quote(url)} --study-name {shlex.quote(study.study_name)}")
     return 0
 
 
@@ -112,17 +114,22 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     config["study"]["artifacts"] = study.user_attrs.get("artifacts") or config["study"]["artifacts"]
     n_trials = args.n_trials or config["study"]["n_trials"]
     if n_trials < 1:
-        raise UsageError(f"study '{study.study_name}' was created with n_trials = 0; pass --n-trials N (the target of COMPLETE trials)")
+        raise UsageError(f"study '{study.study_name}' was created with n_trials = 0; "
+                         "pass --n-trials N (the target of COMPLETE trials)")
     experiment = Experiment.from_config(config)
     # Workers must not draw the same parameters: each seeds its sampler from the study seed, its host and pid.
-    entropy = [config["study"]["seed"], len(study.get_trials(deepcopy=False)), os.getpid(), zlib.crc32(socket.gethostname().encode())]
-    study.sampler = create_sampler(config["study"]["sampler"], int(numpy.random.SeedSequence(entropy).generate_state(1)[0]))
+    entropy = [config["study"]["seed"], len(study.get_trials(deepcopy=False)), os.getpid(),
+               zlib.crc32(socket.gethostname().encode())]
+    study.sampler = create_sampler(config["study"]["sampler"],
+                                   int(numpy.random.SeedSequence(entropy).generate_state(1)[0]))
     remote = not url.startswith(("sqlite", "journal:"))
     if remote and not os.path.isabs(str(experiment.artifact_dir)) and "://" not in config["study"]["artifacts"]:
-        console.print(f"artifacts go to the relative folder {experiment.artifact_dir} on this host; for workers on several hosts "
-                      "set study.artifacts to a shared folder or s3://bucket/prefix", style="yellow")
-    console.print(f"worker {worker_id()} joined study '{study.study_name}' in {mask_url(url)}: target {n_trials} COMPLETE trials, "
-                  f"device {experiment.device}, {torch.get_num_threads()} thread(s), artifacts {experiment.artifact_dir}")
+        console.print(f"artifacts go to the relative folder {experiment.artifact_dir} on this host; "
+                      "for workers on several hosts set study.artifacts to a shared folder or s3://bucket/prefix",
+                      style="yellow")
+    console.print(f"worker {worker_id()} joined study '{study.study_name}' in {mask_url(url)}: "
+                  f"target {n_trials} COMPLETE trials, device {experiment.device}, "
+                  f"{torch.get_num_threads()} thread(s), artifacts {experiment.artifact_dir}")
     try:
         with SearchProgress(study, n_trials, console) as progress:
             experiment.epoch_listener = progress.on_epoch
@@ -130,10 +137,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 study, experiment, n_trials, timeout=config["study"]["timeout"] or None,
                 max_failed=config["study"]["max_failed"] or None, callbacks=[progress]), args.retry_for, console)
     except KeyboardInterrupt as stop:
-        console.print(f"worker stopped ({stop or 'SIGINT'}); a trial it was running is marked FAILED, completed trials are stored")
+        console.print(f"worker stopped ({stop or 'SIGINT'}); a trial it was running is marked FAILED, "
+                      "completed trials are stored")
         return 130
     tally = {state: n for state, n in counts(study).items() if n}
-    console.print(f"worker {worker_id()} done; study '{study.study_name}': " + ", ".join(f"{n} {s}" for s, n in tally.items()))
+    console.print(f"worker {worker_id()} done; study '{study.study_name}': "
+                  + ", ".join(f"{n} {s}" for s, n in tally.items()))
     return 0
 
 
@@ -158,9 +167,9 @@ def register_command(commands: Any) -> None:
 
     worker = commands.add_parser(
         "worker", help="join a stored study (any host) and run trials until it holds its target",
-        description="Join a study created by 'nas search' (the experiment config is stored on it) and run trials until the "
-                    "study holds its target of COMPLETE trials. Start any number of workers, on any host, against the same "
-                    f"storage. The storage URL may come from ${STORAGE_ENV} instead of --storage.",
+        description="Join a study created by 'nas search' (the experiment config is stored on it) and run trials "
+                    "until the study holds its target of COMPLETE trials. Start any number of workers, on any host, "
+                    f"against the same storage. The storage URL may come from ${STORAGE_ENV} instead of --storage.",
     )
     worker.add_argument("--storage", type=non_empty_str,
                         help=f"storage URL, e.g. postgresql://user@host/db (default: ${STORAGE_ENV})")
@@ -175,8 +184,9 @@ def register_command(commands: Any) -> None:
     worker.add_argument("--timeout", type=non_negative_float,
                         help="stop starting new trials after this many seconds (0: no limit)")
     worker.add_argument("--heartbeat", type=positive_int, default=HEARTBEAT_SECONDS,
-                        help=f"seconds between heartbeats on RDB storages (default {HEARTBEAT_SECONDS}); a trial whose worker misses "
-                             "4 of them is FAILED and retried")
+                        help=f"seconds between heartbeats on RDB storages (default {HEARTBEAT_SECONDS}); "
+                             "a trial whose worker misses 4 of them is FAILED and retried")
     worker.add_argument("--retry-for", type=non_negative_float, default=RETRY_SECONDS,
-                        help=f"seconds to keep retrying a lost database connection before exiting with code 3 (default {RETRY_SECONDS:.0f})")
+                        help="seconds to keep retrying a lost database connection before exiting with code 3 "
+                             f"(default {RETRY_SECONDS:.0f})")
     worker.set_defaults(handler=_run)
