@@ -31,13 +31,15 @@ def method_options(method: str, ig_steps: int, batch_size: int) -> dict[str, Any
     return {"n_steps": ig_steps, "internal_batch_size": batch_size} if method == "integrated_gradients" else {}
 
 
-def attribute(model: nn.Module, method: str, x: torch.Tensor, target: torch.Tensor, ig_steps: int = 16, batch_size: int = 256) -> torch.Tensor:
+def attribute(model: nn.Module, method: str, x: torch.Tensor, target: torch.Tensor, ig_steps: int = 16,
+              batch_size: int = 256) -> torch.Tensor:
     """Attributions of ``target`` w.r.t. ``x`` with the Captum method named ``method`` (batched)."""
     explain = explainer(method, model)
     options = method_options(method, ig_steps, batch_size)
     with quiet_captum():
         parts = [
-            explain.attribute(x[start : start + batch_size], target=target[start : start + batch_size], **options).detach()
+            explain.attribute(x[start : start + batch_size], target=target[start : start + batch_size],
+                              **options).detach()
             for start in range(0, len(x), batch_size)
         ]
     return torch.cat(parts)
@@ -109,7 +111,8 @@ class Explainability(Objective):
         "sensitivity": {"default": False},
         "sensitivity_samples": {"default": 16, "low": 1, "high": 10000},
     }
-    metrics = ("deletion", "insertion", "deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc", "sensitivity")
+    metrics = ("deletion", "insertion", "deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc",
+               "sensitivity")
 
     def _evaluate(self, model: nn.Module, context: EvaluationContext) -> ObjectiveResult:
         x, y = context.subset(int(self.options["samples"]))
@@ -124,8 +127,10 @@ class Explainability(Objective):
         rank = relevance_rank(attribution)
         generator = torch.Generator().manual_seed(context.seed)
         random_rank = torch.rand(rank.shape, generator=generator).argsort(dim=1).argsort(dim=1).to(rank.device)
-        deletion, insertion = perturbation_curves(model, x, target, rank, baseline, steps, context.device, context.batch_size)
-        random_deletion, random_insertion = perturbation_curves(model, x, target, random_rank, baseline, steps, context.device, context.batch_size)
+        deletion, insertion = perturbation_curves(model, x, target, rank, baseline, steps, context.device,
+                                                  context.batch_size)
+        random_deletion, random_insertion = perturbation_curves(model, x, target, random_rank, baseline, steps,
+                                                                context.device, context.batch_size)
         areas = {
             "deletion_auc": float(area(deletion)), "insertion_auc": float(area(insertion)),
             "random_deletion_auc": float(area(random_deletion)), "random_insertion_auc": float(area(random_insertion)),
@@ -143,7 +148,8 @@ class Explainability(Objective):
             with torch.random.fork_rng(devices=[]), quiet_captum():
                 torch.manual_seed(context.seed)  # captum's default perturbation draws from the global generator
                 scores = sensitivity_max(
-                    explainer(method, model).attribute, x[:count], perturb_radius=0.02 * (context.data_range[1] - context.data_range[0]),
+                    explainer(method, model).attribute, x[:count],
+                    perturb_radius=0.02 * (context.data_range[1] - context.data_range[0]),
                     n_perturb_samples=4, target=target[:count],
                     **method_options(method, int(self.options["ig_steps"]), context.batch_size),
                 )
@@ -154,7 +160,8 @@ class Explainability(Objective):
         examples = [
             {
                 "image": _round_map(x[i, 0].cpu()),
-                "attribution": _round_map(attribution[i].sum(dim=0).cpu() / attribution[i].abs().sum(dim=0).max().clamp_min(1e-12).cpu()),
+                "attribution": _round_map(attribution[i].sum(dim=0).cpu()
+                                          / attribution[i].abs().sum(dim=0).max().clamp_min(1e-12).cpu()),
                 "label": int(y[i]),
                 "prediction": int(predictions[i]),
             }

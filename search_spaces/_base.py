@@ -192,6 +192,6 @@ def check_common(spec: dict[str, Any]) -> tuple[list[int], int, int]:
         and all(isinstance(norm[k], list) and len(norm[k]) == shape[0] and all(map(is_number, norm[k])) for k in norm)
         and all(s > 0 for s in norm["std"])
     ):
-        raise SpecError("spec.normalize must be {mean: [...], std: [...]} with one finite mean and one positive std per "
-                        f"input channel, got {norm!r}")
+        raise SpecError("spec.normalize must be {mean: [...], std: [...]} with one finite mean and one positive std "
+                        f"per input channel, got {norm!r}")
     return shape, num_classes, ensemble

@@ -101,7 +101,8 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(spec: dict[str, Any]) -> str:
-    blocks = "-".join(f"{b['channels']}k{b['kernel']}{'' if b['pool'] == 'none' else b['pool'][0]}" for b in spec["blocks"])
+    blocks = "-".join(f"{b['channels']}k{b['kernel']}{'' if b['pool'] == 'none' else b['pool'][0]}"
+                      for b in spec["blocks"])
     text = f"cnn {blocks}"
     if spec.get("cardinality", 1) > 1:
         text += f" card{spec['cardinality']}"

@@ -22,7 +22,8 @@ class ConvBlock(nn.Module):
     """Cardinality 1: conv -> (BN) -> activation. Cardinality c > 1: the ResNeXt block, i.e.
     1x1 conv -> grouped kxk conv with c groups -> 1x1 conv, added to a (projected) shortcut."""
 
-    def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, cardinality: int, batch_norm: bool, activation: str):
+    def __init__(self, dims: int, c_in: int, c_out: int, kernel: int, cardinality: int, batch_norm: bool,
+                 activation: str):
         super().__init__()
         conv, norm = _CONV[dims], _BN[dims]
 
@@ -40,7 +41,8 @@ class ConvBlock(nn.Module):
                 ACTIVATIONS[activation](),
                 conv(c_out, c_out, 1, bias=not batch_norm), bn(c_out),
             )
-            self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(conv(c_in, c_out, 1, bias=False), bn(c_out))
+            self.shortcut = (nn.Identity() if c_in == c_out
+                             else nn.Sequential(conv(c_in, c_out, 1, bias=False), bn(c_out)))
         self.activation = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,7 +66,8 @@ class CNN(nn.Module):
         layers: list[nn.Module] = []
         sizes = list(input_shape[1:])
         for block in blocks:
-            layers.append(ConvBlock(dims, channels, block["channels"], block["kernel"], cardinality, batch_norm, activation))
+            layers.append(ConvBlock(dims, channels, block["channels"], block["kernel"], cardinality, batch_norm,
+                                    activation))
             channels = block["channels"]
             if block["pool"] != "none" and min(sizes) >= 2:  # never pool a map that is already 1 wide
                 layers.append(_POOL[(block["pool"], dims)](2))
