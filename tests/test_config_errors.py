@@ -21,19 +21,28 @@ epochs = 1
 
 CASES = {
     "unknown section": (BASE + "[extras]\nfoo = 1\n", ["unknown section [extras]", "allowed: study, data"]),
-    "unknown study key": (BASE.replace('n_trials = 1', 'n_trials = 1\ntrials = 3'), ["unknown key study.trials", "allowed:", "n_trials"]),
-    "bad sampler": (BASE.replace('n_trials = 1', 'n_trials = 1\nsampler = "bayes"'), ["study.sampler = 'bayes'", "allowed: tpe, nsga2, nsga3, random, gp"]),
+    "unknown study key": (BASE.replace('n_trials = 1', 'n_trials = 1\ntrials = 3'),
+                          ["unknown key study.trials", "allowed:", "n_trials"]),
+    "bad sampler": (BASE.replace('n_trials = 1', 'n_trials = 1\nsampler = "bayes"'),
+                    ["study.sampler = 'bayes'", "allowed: tpe, nsga2, nsga3, random, gp"]),
     "wrong type": (BASE.replace("n_trials = 1", 'n_trials = "many"'), ["study.n_trials must be an integer", "'many'"]),
-    "unknown dataset": (BASE.replace('name = "synthetic"', 'name = "imagenet"'), ["data.name = 'imagenet'", "fashion-mnist"]),
+    "unknown dataset": (BASE.replace('name = "synthetic"', 'name = "imagenet"'),
+                        ["data.name = 'imagenet'", "fashion-mnist"]),
     "unknown space": (BASE.replace('name = "mlp"', 'name = "vit"'), ["space.name = 'vit'", "allowed: cnn, mlp"]),
     "unknown objective": (BASE + "[objectives.beauty]\n", ["unknown objective 'beauty'", "allowed:", "accuracy"]),
     "out of range": (BASE.replace("epochs = 1", "epochs = 0"), ["training.epochs = 0 is out of range", "allowed: [1"]),
-    "bad range": (BASE.replace("epochs = 1", "epochs = 1\nlr = { low = 0.1, high = 0.01 }"), ["training.lr: low (0.1) must not exceed high (0.01)"]),
-    "space value outside limits": (BASE.replace('name = "mlp"', 'name = "mlp"\ndepth = { low = 1, high = 40 }'), ["space.depth.high = 40 is out of range"]),
-    "bad choice in list": (BASE.replace('name = "mlp"', 'name = "mlp"\nactivation = ["relu", "softsign"]'), ["space.activation[1] = 'softsign' is not allowed", "allowed:"]),
-    "unknown requirement": (BASE + "[requirements]\nspeed = { min = 1 }\n", ["unknown requirement metric 'speed'", "allowed:"]),
+    "bad range": (BASE.replace("epochs = 1", "epochs = 1\nlr = { low = 0.1, high = 0.01 }"),
+                  ["training.lr: low (0.1) must not exceed high (0.01)"]),
+    "space value outside limits": (BASE.replace('name = "mlp"', 'name = "mlp"\ndepth = { low = 1, high = 40 }'),
+                                   ["space.depth.high = 40 is out of range"]),
+    "bad choice in list": (BASE.replace('name = "mlp"', 'name = "mlp"\nactivation = ["relu", "softsign"]'),
+                           ["space.activation[1] = 'softsign' is not allowed", "allowed:"]),
+    "unknown requirement": (BASE + "[requirements]\nspeed = { min = 1 }\n",
+                            ["unknown requirement metric 'speed'", "allowed:"]),
     "malformed requirement": (BASE + "[requirements]\naccuracy = 0.9\n", ["requirements.accuracy must be {min = ..}"]),
-    "wrong objective direction": (BASE.replace("[objectives.accuracy]", '[objectives.accuracy]\ndirection = "minimize"'), ["objectives.accuracy.direction = 'minimize' is not allowed", "allowed: maximize"]),
+    "wrong objective direction": (BASE.replace("[objectives.accuracy]",
+                                               '[objectives.accuracy]\ndirection = "minimize"'),
+                                  ["objectives.accuracy.direction = 'minimize' is not allowed", "allowed: maximize"]),
     "invalid toml": ("[study\nname=", ["is not valid TOML"]),
 }
 
@@ -72,7 +81,8 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, capsys, monkeypatch)
     (tmp_path / "fm.toml").write_text(BASE.replace('name = "synthetic"', 'name = "fashion-mnist"\ndata_dir = "empty"'))
     assert main(["search", "fm.toml"]) == 2
     err = capsys.readouterr().err
-    assert "Fashion-MNIST not found (empty)" in err and "apt-get install dataset-fashion-mnist" in err and "--data-dir" in err
+    assert ("Fashion-MNIST not found (empty)" in err and "apt-get install dataset-fashion-mnist" in err
+            and "--data-dir" in err)
 
 
 def test_subprocess_error_has_no_traceback(tmp_path, nas_cli):

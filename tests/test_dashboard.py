@@ -86,7 +86,8 @@ def build_study(folder: Path) -> dict:
     running = study.ask()
     running.set_user_attr("spec", spec)
     running.set_user_attr("spec_summary", searched[0].user_attrs["spec_summary"])
-    running.set_user_attr("history", [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "val_accuracy": 0.4, "seconds": 0.1}])
+    running.set_user_attr("history", [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "val_accuracy": 0.4,
+                                       "seconds": 0.1}])
     create_or_load({**config, "study": {**config["study"], "name": "empty"}}, resume=False)
     infeasible = [t.number for t in searched if not t.user_attrs["feasible"]]
     scored = [t.number for t in searched if t.user_attrs["feasible"]]
@@ -170,7 +171,8 @@ def test_drill_down_route_on_every_kind_of_trial_and_hostile_values(server, buil
     running = _drill_down(server, built["running"])
     assert "Still running" in running and "learning-graph" in running and "ood-graph" not in running
     infeasible = _drill_down(server, built["infeasible"])  # staged evaluation skipped the expensive objectives
-    assert "FAIL" in infeasible and "skipped (a requirement already failed)" in infeasible and "ood-graph" not in infeasible
+    assert ("FAIL" in infeasible and "skipped (a requirement already failed)" in infeasible
+            and "ood-graph" not in infeasible)
     scored = _drill_down(server, built["robust"])
     for graph in ("ood-graph", "eps-graph", "attribution-graph", "reliability-graph", "learning-graph"):
         assert graph in scored
@@ -227,7 +229,8 @@ def test_command_serves_on_localhost(built, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", "--storage", built["storage"], "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "nas", "dashboard", "--storage", built["storage"],
+                                "--port", str(port)],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + PATIENCE
@@ -237,7 +240,8 @@ def test_command_serves_on_localhost(built, tmp_path):
                 break
             except (urllib.error.URLError, ConnectionError):
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"dashboard did not start: {process.stderr.read() if process.poll() is not None else 'timeout'}")
+                    raise AssertionError("dashboard did not start: "
+                                         f"{process.stderr.read() if process.poll() is not None else 'timeout'}")
                 time.sleep(0.3)
         assert status == 200 and "Robust NAS dashboard" in page
     finally:
@@ -339,7 +343,8 @@ def test_pareto_plot_redraws_and_click_opens_drill_down(page, built):
     page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {built['completed'] - 1}")
     page.click("#show input[value=infeasible]")
     _pick(page, "z-axis", "explainability ↑")
-    page.wait_for_function("document.querySelector('#pareto-graph .js-plotly-plot').data.every(t => t.type == 'scatter3d')")
+    page.wait_for_function("document.querySelector('#pareto-graph .js-plotly-plot').data"
+                           ".every(t => t.type == 'scatter3d')")
     assert sum(t["n"] for t in _traces(page, "pareto-graph")) == built["completed"]
     page.screenshot(path=str(ARTIFACTS / "dashboard-pareto-3d.png"))
     page.click("#z-axis .dash-dropdown-clear")
@@ -397,9 +402,11 @@ def test_live_refresh_while_a_search_runs_and_an_empty_study(page, built):
     page.wait_for_selector(POINTS)
     shown = page.locator(POINTS).count()
     study = create_or_load(built["config"], resume=True)
-    target = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))) + 1  # the hand-made RUNNING trial never ends
+    # the hand-made RUNNING trial never ends
+    target = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))) + 1
     # one trial reaches the target; the timeout ends the wait for that RUNNING trial soon after
-    search = threading.Thread(target=lambda: run_search(study, Experiment.from_config(built["config"]), target, timeout=5))
+    search = threading.Thread(target=lambda: run_search(study, Experiment.from_config(built["config"]), target,
+                                                        timeout=5))
     search.start()
     try:
         page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {shown + 1}")

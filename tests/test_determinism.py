@@ -10,7 +10,8 @@ from conftest import EXPERIMENTS
 
 def _run(tmp_path, name):
     config = config_module.load(EXPERIMENTS / "smoke.toml")
-    config = config_module.apply_overrides(config, {"study.storage": f"sqlite:///{tmp_path}/{name}.db", "study.n_trials": 2})
+    config = config_module.apply_overrides(config, {"study.storage": f"sqlite:///{tmp_path}/{name}.db",
+                                                    "study.n_trials": 2})
     config["study"]["artifacts"] = str(tmp_path / f"{name}-artifacts")
     study = create_or_load(config, resume=False)
     run_search(study, Experiment.from_config(config), 2)

@@ -51,8 +51,9 @@ SLOW_SPACE = ("cnn", "depth = 2\nchannels = [16]\nensemble = 1")
 
 def postgres_bin() -> Path | None:
     """The folder holding initdb/pg_ctl, found through dpkg (Debian/Ubuntu) or PATH."""
-    packages = subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n", "postgresql-[0-9]*"], capture_output=True, text=True) \
-        if shutil.which("dpkg-query") else None
+    packages = (subprocess.run(["dpkg-query", "-W", "-f", "${Package}\n", "postgresql-[0-9]*"],
+                               capture_output=True, text=True)
+                if shutil.which("dpkg-query") else None)
     for package in sorted((packages.stdout.split() if packages else []), reverse=True):
         files = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True).stdout.splitlines()
         for path in files:
@@ -92,7 +93,8 @@ class TemporaryPostgres:
             raise RuntimeError(f"{command[0]} failed: {result.stderr}{log.read_text() if log.exists() else ''}")
 
     def create(self) -> "TemporaryPostgres":
-        self._run(str(self.bin_dir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "-A", "trust", "-E", "UTF8")
+        self._run(str(self.bin_dir / "initdb"), "-D", str(self.root / "data"), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8")
         (self.root / "data" / "pg_hba.conf").write_text(
             "local all all trust\nhost all nas 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n"
         )
@@ -105,7 +107,8 @@ class TemporaryPostgres:
         return self
 
     def start(self) -> None:
-        options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} -c max_connections=60"
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root} "
+                   "-c max_connections=60")
         if not self.durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.root / "data"), "-l", str(self.root / "server.log"),
@@ -241,7 +244,8 @@ def test_four_workers_reach_exactly_n_complete_trials(postgres, tmp_path):
 
 def _running_trial_of(url: str, name: str, pid: int, min_epochs: int = 1) -> optuna.trial.FrozenTrial | None:
     for trial in load(url, name).get_trials(states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker", "").endswith(f":{pid}") and len(trial.user_attrs.get("history", [])) >= min_epochs:
+        if (trial.user_attrs.get("worker", "").endswith(f":{pid}")
+                and len(trial.user_attrs.get("history", [])) >= min_epochs):
             return trial
     return None
 
@@ -324,6 +328,7 @@ def test_wrong_password_and_unreachable_host_are_one_line_exit_2(postgres, tmp_p
             result = run_nas(*command, cwd=tmp_path)
             assert result.returncode == 2, result.stderr
             lines = result.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("nas: error: cannot open storage postgresql://nas:***@"), result.stderr
+            assert (len(lines) == 1
+                    and lines[0].startswith("nas: error: cannot open storage postgresql://nas:***@")), result.stderr
             assert secret not in result.stdout + result.stderr
     assert "password authentication failed" in run_nas("status", "--storage", wrong, cwd=tmp_path).stderr

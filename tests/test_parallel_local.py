@@ -19,8 +19,8 @@ from test_distributed import assert_exact, retry_of, write_config
 
 from nas.errors import UsageError
 from nas.parallel import threads_per_worker
-from nas.storage import (StorageUnavailable, describe_error, fail_trials_of_dead_workers, mask_url, open_artifact_store, open_storage,
-                         study_names, worker_id)
+from nas.storage import (StorageUnavailable, describe_error, fail_trials_of_dead_workers, mask_url, open_artifact_store,
+                         open_storage, study_names, worker_id)
 
 
 def journal_study(workdir: Path, name: str) -> optuna.Study:
@@ -29,8 +29,9 @@ def journal_study(workdir: Path, name: str) -> optuna.Study:
 
 def start_search(workdir: Path, config: Path, *options: str) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
-    return subprocess.Popen([sys.executable, "-m", "nas", "search", str(config), "--storage", f"sqlite:///{workdir}/{config.stem}.db",
-                             "--workers", "2", *options], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-m", "nas", "search", str(config),
+                             "--storage", f"sqlite:///{workdir}/{config.stem}.db", "--workers", "2", *options],
+                            cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def wait_for_running_trial(workdir: Path, name: str, min_epochs: int = 1) -> optuna.trial.FrozenTrial:
@@ -58,9 +59,10 @@ def test_two_local_workers_share_a_journal_study(tmp_path):
     assert len({t.user_attrs["worker"] for t in complete}) == 2, "both workers must have run trials"
     assert len({tuple(sorted(t.params.items())) for t in complete}) == 5, "workers must not sample the same parameters"
     # The parent's live display covers trials of both workers; its front is the study's front.
-    assert sorted(int(line.split()[1]) for line in result.stdout.splitlines() if line.startswith("trial ") and " done " in line) == \
-        [t.number for t in complete]
-    front = sorted(int(line.split("│")[1]) for line in result.stdout.split("Pareto front of study")[1].splitlines() if line.startswith("│"))
+    assert sorted(int(line.split()[1]) for line in result.stdout.splitlines()
+                  if line.startswith("trial ") and " done " in line) == [t.number for t in complete]
+    front = sorted(int(line.split("│")[1]) for line in result.stdout.split("Pareto front of study")[1].splitlines()
+                   if line.startswith("│"))
     assert front == sorted(t.number for t in study.best_trials)
     logs = sorted((tmp_path / "logs").glob("duo-worker*.log"))
     assert len(logs) == 2 and all(f" {threads_per_worker(2)} thread(s)" in log.read_text() for log in logs)

@@ -18,12 +18,14 @@ def test_small_cnn_learns_real_data():
     dataset, floor = _dataset()
     assert dataset.train_x.min() >= 0 and dataset.train_x.max() <= 1
     assert len(set(dataset.val_y.tolist())) == dataset.num_classes
-    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}, {"channels": 32, "kernel": 3, "pool": "max"}],
+    spec = {"space": "cnn",
+            "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}, {"channels": 32, "kernel": 3, "pool": "max"}],
             "cardinality": 1, "batch_norm": True, "activation": "relu", "dropout": 0.1, "hidden": 0, "ensemble": 1,
             **dataset.preprocessing()}
     torch.manual_seed(0)
     model = search_spaces.build(spec)
-    recipe = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0}
+    recipe = {"epochs": 2, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "weight_decay": 0.0,
+              "label_smoothing": 0.0}
     result = train(model, recipe, dataset, torch.device("cpu"), seed=0)
     assert result.history[-1]["val_accuracy"] >= floor, result.history
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"] * 1.05

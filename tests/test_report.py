@@ -19,7 +19,8 @@ def built(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(built):
     out = built["folder"] / "shared" / "fm1.html"
-    result = run_nas("report", "--storage", built["storage"], "--study-name", STUDY, "--out", str(out), cwd=built["folder"])
+    result = run_nas("report", "--storage", built["storage"], "--study-name", STUDY, "--out", str(out),
+                     cwd=built["folder"])
     assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     return out

@@ -21,27 +21,31 @@ from nas.study import Experiment
 
 from conftest import EXPERIMENTS
 
-BASE = {"epochs": 20, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0, "max_grad_norm": 0.0}
+BASE = {"epochs": 20, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0,
+        "max_grad_norm": 0.0}
 ADVERSARIAL = {"enabled": True, "attack": "pgd", "eps": 0.1, "steps": 3, "fraction": 0.5}
 OUTLIERS = {"enabled": True, "families": ["mixup", "patch_permuted", "smoothed_noise"], "weight": 0.5, "fraction": 0.5}
 
 
 @pytest.fixture(scope="module")
 def digits() -> data.Dataset:
-    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15, "test_fraction": 0.15})
+    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15,
+                      "test_fraction": 0.15})
 
 
 def train(dataset: data.Dataset, **schemes) -> torch.nn.Module:
     """The same architecture and seed every time; only the training scheme differs."""
-    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1, "batch_norm": True,
-            "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1, **dataset.preprocessing()}
+    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1,
+            "batch_norm": True, "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1,
+            **dataset.preprocessing()}
     recipe = {**BASE, **schemes}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module fixtures run outside conftest's one-thread fixture
     try:
         torch.manual_seed(0)
         model = search_spaces.build(spec)
-        training.train(model, recipe, dataset, torch.device("cpu"), seed=0, batch_loss=make_batch_loss(recipe, dataset.data_range))
+        training.train(model, recipe, dataset, torch.device("cpu"), seed=0,
+                       batch_loss=make_batch_loss(recipe, dataset.data_range))
     finally:
         torch.set_num_threads(threads)
     return model.eval()
@@ -75,8 +79,10 @@ def test_outlier_exposure_on_training_families_raises_auroc_on_unseen_noise(digi
 
 
 def test_robust_batch_loss_is_plain_cross_entropy_when_nothing_is_on(digits):
-    assert make_batch_loss({**BASE, "adversarial": {"enabled": False}, "outlier_exposure": {"enabled": False}}, (0.0, 1.0)) is None
-    model = search_spaces.build({"space": "mlp", "hidden": [16], "activation": "relu", "batch_norm": False, "input_shape": [1, 8, 8], "num_classes": 10, "ensemble": 2})
+    assert make_batch_loss({**BASE, "adversarial": {"enabled": False}, "outlier_exposure": {"enabled": False}},
+                           (0.0, 1.0)) is None
+    model = search_spaces.build({"space": "mlp", "hidden": [16], "activation": "relu", "batch_norm": False,
+                                 "input_shape": [1, 8, 8], "num_classes": 10, "ensemble": 2})
     loss = make_batch_loss({**BASE, "outlier_exposure": OUTLIERS}, (0.0, 1.0))
     x, y = digits.train_x[:32], digits.train_y[:32]
     with_outliers = loss(model, x, y, BASE, torch.Generator().manual_seed(0))
@@ -92,9 +98,11 @@ def resolve(**training_tables):
 
 def test_sub_tables_get_defaults_and_are_validated():
     config = resolve(adversarial={"enabled": [True, False], "eps": {"low": 0.05, "high": 0.2}})
-    assert config["training"]["adversarial"]["attack"] == "fgsm" and config["training"]["adversarial"]["fraction"] == 0.5
+    assert (config["training"]["adversarial"]["attack"] == "fgsm"
+            and config["training"]["adversarial"]["fraction"] == 0.5)
     assert config["training"]["outlier_exposure"]["enabled"] is False
-    with pytest.raises(UsageError, match=r"unknown key training.adversarial.epsilon; allowed: attack, enabled, eps, fraction, steps"):
+    with pytest.raises(UsageError, match=r"unknown key training.adversarial.epsilon; "
+                                         r"allowed: attack, enabled, eps, fraction, steps"):
         resolve(adversarial={"epsilon": 0.1})
     with pytest.raises(UsageError, match=r"training.adversarial.attack = 'cw' is not allowed; allowed: fgsm, pgd"):
         resolve(adversarial={"attack": "cw"})
@@ -104,11 +112,13 @@ def test_sub_tables_get_defaults_and_are_validated():
 
 
 def test_training_on_a_family_that_is_scored_is_rejected():
-    with pytest.raises(UsageError, match=r"share \['shuffled', 'uniform'\].*training-only families: mixup, patch_permuted, smoothed_noise"):
+    with pytest.raises(UsageError, match=r"share \['shuffled', 'uniform'\].*"
+                                         r"training-only families: mixup, patch_permuted, smoothed_noise"):
         resolve(outlier_exposure={"enabled": [True, False], "families": ["uniform", "shuffled", "mixup"]})
     # the same families are fine when outlier exposure is off, or when nothing scores OOD
     resolve(outlier_exposure={"enabled": False, "families": ["uniform"]})
-    config_module.resolve({"training": {"outlier_exposure": {"enabled": True, "families": ["uniform"]}}, "objectives": {"accuracy": {}}})
+    config_module.resolve({"training": {"outlier_exposure": {"enabled": True, "families": ["uniform"]}},
+                           "objectives": {"accuracy": {}}})
 
 
 def test_ood_required_but_not_optimised_counts_as_scored():
@@ -134,7 +144,8 @@ def test_cli_rejects_the_overlap_with_exit_code_2(tmp_path, nas_cli):
 
 
 def test_recipe_records_the_families_its_training_saw():
-    config = resolve(outlier_exposure={"enabled": [True, False]}, adversarial={"enabled": [True, False], "eps": {"low": 0.05, "high": 0.2}})
+    config = resolve(outlier_exposure={"enabled": [True, False]},
+                     adversarial={"enabled": [True, False], "eps": {"low": 0.05, "high": 0.2}})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = {True: 0, False: 0}
     for _ in range(12):
@@ -142,7 +153,8 @@ def test_recipe_records_the_families_its_training_saw():
         recipe = sample_recipe(trial, config["training"])
         exposure, adversarial = recipe["outlier_exposure"], recipe["adversarial"]
         seen[exposure["enabled"]] += 1
-        assert recipe["outlier_families_seen"] == (["mixup", "patch_permuted", "smoothed_noise"] if exposure["enabled"] else [])
+        assert recipe["outlier_families_seen"] == (["mixup", "patch_permuted", "smoothed_noise"]
+                                                   if exposure["enabled"] else [])
         assert adversarial == {"enabled": False} or 0.05 <= adversarial["eps"] <= 0.2
         assert ("train.adversarial.eps" in trial.params) == adversarial["enabled"]
         json.dumps(recipe)
@@ -157,11 +169,13 @@ def test_failing_accuracy_requirement_skips_the_expensive_objectives(digits):
         "requirements": {"accuracy": {"min": 0.99}},
     })
     experiment = Experiment.from_config(config)
-    model = search_spaces.build({"space": "mlp", "hidden": [16], "activation": "relu", "batch_norm": False, **experiment.dataset.preprocessing()})  # untrained
+    model = search_spaces.build({"space": "mlp", "hidden": [16], "activation": "relu", "batch_norm": False,
+                                 **experiment.dataset.preprocessing()})  # untrained
     results = experiment.score(model, experiment.context(seed=0))
     assert not results["accuracy"].skipped and results["accuracy"].value < 0.99  # the cheap gate is measured and fails
     for name in ("ood", "adversarial", "explainability"):
-        assert results[name].skipped and results[name].value == objectives.get(name).worst_value and results[name].seconds == 0
+        assert (results[name].skipped and results[name].value == objectives.get(name).worst_value
+                and results[name].seconds == 0)
 
 
 # ----------------------------------------------------------------------------------------- search
@@ -178,7 +192,8 @@ def test_search_writes_every_robustness_objective_on_each_trial(tmp_path, nas_cl
         recorded = trial.user_attrs["objectives"]
         assert set(recorded) == names
         for name in names:
-            assert isinstance(recorded[name]["value"], float) and recorded[name]["seconds"] >= 0 and not recorded[name]["skipped"]
+            assert (isinstance(recorded[name]["value"], float) and recorded[name]["seconds"] >= 0
+                    and not recorded[name]["skipped"])
         assert trial.values == [recorded[name]["value"] for name in study.user_attrs["objective_names"]]
         assert trial.user_attrs["outlier_families_seen"] == trial.user_attrs["recipe"]["outlier_families_seen"]
         with store.open_reader(trial.user_attrs["details_artifact"]) as handle:

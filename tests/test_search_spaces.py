@@ -49,7 +49,8 @@ def test_cnn_space_covers_cardinality_and_ensembles():
 
 
 def test_grouped_block_uses_grouped_convolution():
-    spec = {"space": "cnn", "input_shape": [1, 8, 8], "num_classes": 3, "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}],
+    spec = {"space": "cnn", "input_shape": [1, 8, 8], "num_classes": 3,
+            "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}],
             "cardinality": 4, "batch_norm": True, "activation": "relu", "dropout": 0.0, "hidden": 0, "ensemble": 1}
     model = search_spaces.build(spec)
     groups = [m.groups for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -83,7 +84,8 @@ def test_ensemble_output_is_average_of_member_probabilities():
     ],
 )
 def test_build_rejects_invalid_specs(change, fragment):
-    spec = {"space": "cnn", "input_shape": [1, 8, 8], "num_classes": 3, "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}],
+    spec = {"space": "cnn", "input_shape": [1, 8, 8], "num_classes": 3,
+            "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}],
             "cardinality": 1, "batch_norm": True, "activation": "relu", "dropout": 0.0, "hidden": 0, "ensemble": 1}
     spec.update(change)
     with pytest.raises(SpecError, match=fragment.replace("(", r"\(").replace("[", r"\[")):

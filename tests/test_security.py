@@ -26,9 +26,12 @@ import pytest
 
 import search_spaces
 from conftest import PATIENCE, run_nas
-from test_distributed import PASSWORD, postgres  # noqa: F401 (a real PostgreSQL server for this module)
+import test_distributed
+from test_distributed import PASSWORD
 from nas import codegen
 from nas.paths import safe_filename
+
+postgres = test_distributed.postgres  # the fixture: a real PostgreSQL server for this module
 
 # What breaks out of a string literal, a docstring, a format string, a path, a terminal or rich markup.
 FRAGMENTS = ['"""', "'''", '"', "'", "\\", "\n", "\r\n", "\t", "{}", "{0}", "%s", "#", "\u2028", "\x1b[31m", "[/]",
@@ -45,7 +48,8 @@ def hostile_names(count: int = 40, seed: int = 0) -> list[str]:
 
 def sample_spec(space: str, seed: int = 0) -> dict[str, Any]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    spec = search_spaces.get(space).sample(study.ask(), {"ensemble": 2} if space == "mlp" else {"ensemble": 2, "cardinality": 2})
+    spec = search_spaces.get(space).sample(study.ask(),
+                                           {"ensemble": 2} if space == "mlp" else {"ensemble": 2, "cardinality": 2})
     return {**spec, "input_shape": [1, 8, 8], "num_classes": 3, "normalize": {"mean": [0.5], "std": [0.25]}}
 
 
@@ -70,7 +74,8 @@ def top_level_shape(source: str) -> list[str]:
 
 def constants(source: str) -> dict[str, Any]:
     return {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(source).body
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id in LITERALS}
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id in LITERALS}
 
 
 @pytest.mark.parametrize("space", search_spaces.available())
@@ -135,7 +140,8 @@ NEVER_VALID = [*hostile_names(8, seed=1), None, math.nan, math.inf, -math.inf, {
 
 @pytest.mark.parametrize("space", search_spaces.available())
 def test_every_spec_leaf_is_validated_before_codegen(space):
-    """Mutate each leaf of a valid spec: invalid values are refused; whatever is accepted still generates a plain module."""
+    """Mutate each leaf of a valid spec: invalid values are refused; whatever is accepted still generates a plain
+    module."""
     spec = sample_spec(space, seed=3)
     expected_shape = top_level_shape(codegen.generate(spec))
     for path in leaves(spec):
@@ -212,8 +218,10 @@ def test_hostile_study_name_end_to_end(tmp_path):
         assert "Traceback" not in result.stdout + result.stderr
     for artifact in ("../../../secret", "/etc/passwd", "a/../../b"):  # a storage altered by someone else
         with sqlite3.connect(work / "runs" / "nas.db") as db:
-            db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'weights_artifact'", (json.dumps(artifact),))
-        altered = run_nas("export", "--storage", storage, "--study-name", name, "--trial", "0", "--out", "again", cwd=work)
+            db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'weights_artifact'",
+                       (json.dumps(artifact),))
+        altered = run_nas("export", "--storage", storage, "--study-name", name, "--trial", "0", "--out", "again",
+                          cwd=work)
         assert altered.returncode == 2 and altered.stderr.count("\n") == 1 and "not an artifact id" in altered.stderr
     assert not any(path.name == "ran" for path in tmp_path.rglob("*")), "the study name ran as code"
     outside = [p for p in files_under(tmp_path) if work not in p.parents]
@@ -230,7 +238,8 @@ def test_password_never_shown_stored_or_written(postgres, tmp_path, form):
     (tmp_path / "exp.toml").write_text(CONFIG)
     runs = [
         run_nas("search", "exp.toml", "--storage", url, "--study-name", study, "--n-trials", "0", cwd=tmp_path),
-        run_nas("search", "exp.toml", "--storage", url, "--study-name", study, "--resume", "--out", "front", cwd=tmp_path),
+        run_nas("search", "exp.toml", "--storage", url, "--study-name", study, "--resume", "--out", "front",
+                cwd=tmp_path),
         run_nas("status", "--storage", url, "--study-name", study, cwd=tmp_path),
         run_nas("export", "--storage", url, "--study-name", study, "--trial", "0", "--out", "exported", cwd=tmp_path),
         run_nas("report", "--storage", url, "--study-name", study, "--out", "report.html", cwd=tmp_path),
@@ -246,8 +255,8 @@ def test_password_never_shown_stored_or_written(postgres, tmp_path, form):
         assert secret.encode() not in path.read_bytes(), f"password written to {path}"
     stored = optuna.load_study(study_name=study, storage=url).user_attrs["config"]["study"]["storage"]
     assert stored == f"postgresql://nas@{host}/nas", "stored without credentials"
-    dump = subprocess.run([*postgres.prefix, str(postgres.bin_dir / "pg_dump"), "-h", "127.0.0.1", "-p", str(postgres.port),
-                           "-U", "postgres", "nas"], capture_output=True, timeout=PATIENCE)
+    dump = subprocess.run([*postgres.prefix, str(postgres.bin_dir / "pg_dump"), "-h", "127.0.0.1",
+                           "-p", str(postgres.port), "-U", "postgres", "nas"], capture_output=True, timeout=PATIENCE)
     assert dump.returncode == 0 and b"CREATE TABLE" in dump.stdout, dump.stderr
     assert secret.encode() not in dump.stdout, "password stored in the database"
 
@@ -296,7 +305,8 @@ def test_dashboard_answers_only_its_own_host_names_and_fails_fast_on_a_busy_port
     finally:
         process.terminate()
         process.wait(timeout=PATIENCE)
-    unresolvable = run_nas("dashboard", "--storage", f"sqlite:///{tmp_path}/d.db", "--host", "no-such-host.invalid", cwd=tmp_path)
+    unresolvable = run_nas("dashboard", "--storage", f"sqlite:///{tmp_path}/d.db", "--host", "no-such-host.invalid",
+                           cwd=tmp_path)
     assert unresolvable.returncode == 2 and unresolvable.stdout == "" and unresolvable.stderr.count("\n") == 1
     assert "--host" in unresolvable.stderr and "cannot be resolved" in unresolvable.stderr
 

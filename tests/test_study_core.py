@@ -61,13 +61,15 @@ def test_feasible_trials_run_every_objective(tmp_path):
     (trial,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert trial.user_attrs["feasible"] is True and trial.constraints["params"] <= 0
     assert not any(result["skipped"] for result in trial.user_attrs["objectives"].values())
-    assert set(trial.user_attrs["objectives"]) == {"accuracy", "flops", "params"}  # params evaluated for the requirement
+    # params evaluated for the requirement
+    assert set(trial.user_attrs["objectives"]) == {"accuracy", "flops", "params"}
     assert study.best_trials == [trial]
 
 
 def test_cost_objectives_count_what_they_claim():
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
-    context = objectives.EvaluationContext(x=torch.rand(10, 1, 4, 4), y=torch.zeros(10, dtype=torch.long), num_classes=3)
+    context = objectives.EvaluationContext(x=torch.rand(10, 1, 4, 4), y=torch.zeros(10, dtype=torch.long),
+                                           num_classes=3)
     assert objectives.get("params")().evaluate(model, context).value == 16 * 8 + 8 + 8 * 3 + 3
     assert objectives.get("flops")().evaluate(model, context).value == 2 * (16 * 8 + 8 * 3)
     accuracy = objectives.get("accuracy")().evaluate(model, context)
