@@ -37,7 +37,8 @@ class SearchFailed(RuntimeError):
 
 
 def search(config: str | os.PathLike | dict[str, Any], *, resume: bool = False, workers: int = 1,
-           out: str | os.PathLike | None = None, verbose: bool = False, **overrides: Any) -> optuna.Study:
+           out: str | os.PathLike | None = None, verbose: bool = False, threads: int | None = None,
+           **overrides: Any) -> optuna.Study:
     """Run (or resume) a search like ``nas search CONFIG`` and return its study.
 
     Args:
@@ -46,6 +47,7 @@ def search(config: str | os.PathLike | dict[str, Any], *, resume: bool = False, 
         workers: worker processes on this machine (``--workers``).
         out: folder for the Pareto front CSV/JSON (default: beside the storage, as the CLI does).
         verbose: print the progress and the front as the CLI does (default: silent).
+        threads: torch CPU threads of the search, or of each worker (``--threads``).
         overrides: ``n_trials``, ``storage``, ``study_name``, ``seed``, ``sampler``, ``timeout``, ``device``,
             ``data_dir``, overriding the config like the CLI options of the same names; ``n_trials=0`` only
             creates the study (for ``nas worker``).
@@ -54,10 +56,12 @@ def search(config: str | os.PathLike | dict[str, Any], *, resume: bool = False, 
     """
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise UsageError(f"--workers must be a whole number >= 1, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UsageError(f"--threads must be a whole number >= 1, got {threads!r}")
     resolved = search_config(config, overrides)
     console = make_console() if verbose else Console(quiet=True)
     outcome = run_configured_search(resolved, create_only=overrides.get("n_trials") == 0, resume=resume,
-                                    workers=workers, out=out, console=console)
+                                    workers=workers, out=out, console=console, threads=threads)
     if outcome.failure:
         raise SearchFailed(outcome.failure)
     return outcome.study

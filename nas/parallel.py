@@ -116,18 +116,20 @@ class _Progress:
 
 
 def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int, progress: Any, console: Any,
-                      log_dir: Path) -> str | None:
-    """Run ``workers`` ``nas worker`` processes on the study until they all exit (target: ``study.n_trials``).
+                      log_dir: Path, threads: int | None = None) -> str | None:
+    """Run ``workers`` ``nas worker`` processes on the study until they all exit (target: ``study.n_trials``),
+    each with ``threads`` CPU threads (default: the cores split evenly) and OpenMP threads that sleep when idle.
 
     Returns why the run may have stopped short (a worker that crashed or was killed), else ``None``.
     Ctrl-C or SIGTERM stops every worker (their running trials are marked FAILED) and re-raises.
     """
-    threads = threads_per_worker(workers)
+    threads = threads or threads_per_worker(workers)
     devices = worker_devices(config["study"]["device"], workers)
     log_dir.mkdir(parents=True, exist_ok=True)
     # The URL travels in the environment, never on a command line that `ps` shows.
     env = {**os.environ, STORAGE_ENV: config["study"]["storage"],
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
     console.print(f"starting {workers} workers with {threads} CPU thread(s) each; logs in {log_dir}")
     children: list[_Child] = []
     previous = {number: signal.signal(number, handler) for number, handler in

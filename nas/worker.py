@@ -127,9 +127,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         console.print(f"artifacts go to the relative folder {experiment.artifact_dir} on this host; "
                       "for workers on several hosts set study.artifacts to a shared folder or s3://bucket/prefix",
                       style="yellow")
+    wait_policy = os.environ.get("OMP_WAIT_POLICY", "unset")
     console.print(f"worker {worker_id()} joined study '{study.study_name}' in {mask_url(url)}: "
                   f"target {n_trials} COMPLETE trials, device {experiment.device}, "
-                  f"{torch.get_num_threads()} thread(s), artifacts {experiment.artifact_dir}")
+                  f"{torch.get_num_threads()} thread(s) (OMP_WAIT_POLICY {wait_policy}), "
+                  f"artifacts {experiment.artifact_dir}")
     try:
         with SearchProgress(study, n_trials, console) as progress:
             experiment.epoch_listener = progress.on_epoch

@@ -18,7 +18,6 @@ from conftest import EXPERIMENTS, PATIENCE, run_nas, wait_for
 from test_distributed import assert_exact, retry_of, write_config
 
 from nas.errors import UsageError
-from nas.parallel import threads_per_worker
 from nas.storage import (StorageUnavailable, describe_error, fail_trials_of_dead_workers, mask_url, open_artifact_store,
                          open_storage, study_names, worker_id)
 
@@ -50,7 +49,8 @@ def wait_for_running_trial(workdir: Path, name: str, min_epochs: int = 1) -> opt
 
 def test_two_local_workers_share_a_journal_study(tmp_path):
     config = write_config(tmp_path, "duo", n_trials=5)
-    result = run_nas("search", str(config), "--storage", f"sqlite:///{tmp_path}/duo.db", "--workers", "2", cwd=tmp_path)
+    result = run_nas("search", str(config), "--storage", f"sqlite:///{tmp_path}/duo.db", "--workers", "2",
+                     "--threads", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"journal:{tmp_path}/duo.journal" in result.stdout  # SQLite was swapped for a journal file, and said so
     assert not (tmp_path / "duo.db").exists()
@@ -65,7 +65,8 @@ def test_two_local_workers_share_a_journal_study(tmp_path):
                    if line.startswith("│"))
     assert front == sorted(t.number for t in study.best_trials)
     logs = sorted((tmp_path / "logs").glob("duo-worker*.log"))
-    assert len(logs) == 2 and all(f" {threads_per_worker(2)} thread(s)" in log.read_text() for log in logs)
+    # --threads and the passive OpenMP wait policy reach the worker processes
+    assert len(logs) == 2 and all(" 1 thread(s) (OMP_WAIT_POLICY PASSIVE)" in log.read_text() for log in logs)
 
 
 def test_kill9_local_worker_trial_is_failed_and_retried(tmp_path):

@@ -18,7 +18,7 @@ def smoke_run(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("smoke")
     shutil.copy(EXPERIMENTS / "smoke.toml", workdir / "smoke.toml")
-    result = run_nas("search", "smoke.toml", "--n-trials", "3", cwd=workdir)
+    result = run_nas("search", "smoke.toml", "--n-trials", "3", "--threads", "1", cwd=workdir)
     return workdir, result
 
 
@@ -29,6 +29,7 @@ def _study(workdir):
 def test_search_runs_end_to_end_and_fronts_agree(smoke_run):
     workdir, result = smoke_run
     assert result.returncode == 0, result.stderr
+    assert ", 1 CPU thread(s)" in result.stdout  # --threads reached torch
     study = _study(workdir)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 3

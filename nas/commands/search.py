@@ -51,9 +51,10 @@ def search_config(source: str | os.PathLike | dict[str, Any], overrides: dict[st
 
 def run_configured_search(config: dict[str, Any], *, create_only: bool = False, resume: bool = False,
                           workers: int = 1, out: str | os.PathLike | None = None,
-                          console: Any = None) -> SearchOutcome:
+                          console: Any = None, threads: int | None = None) -> SearchOutcome:
     """Run (or, with ``create_only``, only create) the study of a resolved config, as ``nas search`` does:
-    progress and the Pareto front go to ``console``, the front's CSV/JSON to ``out`` (default: beside the storage)."""
+    progress and the Pareto front go to ``console``, the front's CSV/JSON to ``out`` (default: beside the storage).
+    ``threads``: torch CPU threads of this process, or of each worker (default: the cores, split between workers)."""
     from ..files import check_folder_path
     from ..parallel import prepare_workers, run_local_workers
     from ..pareto import print_front, write_front
@@ -71,18 +72,23 @@ def run_configured_search(config: dict[str, Any], *, create_only: bool = False, 
         create_study_only(config, resume, console)
         study = load_study(config["study"]["storage"], config["study"]["name"])
         return SearchOutcome(study, n_trials, counts(study)["COMPLETE"])
+    import torch
+
+    if threads and workers == 1:
+        torch.set_num_threads(threads)
     experiment = Experiment.from_config(config)
     study = create_or_load(config, resume=resume)
     console.print(
         f"study '{study.study_name}': {len(experiment.dataset.train_x)} train / {len(experiment.dataset.val_x)} val "
         f"samples of {config['data']['name']}, space {config['space']['name']}, objectives "
         f"{', '.join(experiment.objective_names)}, sampler {config['study']['sampler']}, device {experiment.device}"
+        + ("" if workers > 1 else f", {torch.get_num_threads()} CPU thread(s)")
     )
     stopped_by = None
     failed_before = counts(study)["FAIL"]
     with SearchProgress(study, n_trials, console) as progress:
         if workers > 1:
-            stopped_by = run_local_workers(study, config, workers, progress, console, out_dir / "logs")
+            stopped_by = run_local_workers(study, config, workers, progress, console, out_dir / "logs", threads)
         else:
             experiment.epoch_listener = progress.on_epoch
             run_with_reconnect(study, config["study"]["storage"], lambda: run_search(
@@ -108,7 +114,7 @@ def run_configured_search(config: dict[str, Any], *, create_only: bool = False, 
 def run_search_command(args: argparse.Namespace) -> int:
     config = search_config(args.config, {key: getattr(args, key) for key in OVERRIDES})
     outcome = run_configured_search(config, create_only=args.n_trials == 0, resume=args.resume,
-                                    workers=args.workers, out=args.out)
+                                    workers=args.workers, out=args.out, threads=args.threads)
     if outcome.failure and not outcome.complete:  # no front to print: the reason is the error line
         sys.stderr.write(f"nas: error: {outcome.failure}\n")
     return 1 if outcome.failure else 0
@@ -159,4 +165,8 @@ def register_command(subparsers: Any) -> None:
                         help="worker processes on this machine (default 1); CPU threads are split between them, an "
                              "SQLite storage becomes a journal file beside it. --n-trials 0 only creates the study "
                              "for 'nas worker'")
+    search.add_argument("--threads", type=positive_int,
+                        help="torch CPU threads of the search, or of each worker with --workers (default: this "
+                             "machine's cores, split between the workers); fewer threads often run faster on a "
+                             "machine busy with other work")
     search.set_defaults(handler=run_search_command)
