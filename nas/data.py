@@ -233,7 +233,7 @@ def _read_groups(path: Path, root: Path, files: list[str]) -> SampleGroups:
     """The group of each of ``files`` (image paths) from the CSV ``data.groups``: every image exactly once."""
     if not path.is_file():
         raise DataError(f"data.groups: {path} does not exist or is not a file; {GROUPS_FIX}")
-    text = read_text(path, "data.groups:", GROUPS_FIX)
+    text = read_text(path, "data.groups:", GROUPS_FIX).removeprefix("\ufeff")  # spreadsheets write a BOM
     where = f"data.groups: {path}"
     reader = csv.DictReader(text.splitlines())
     columns = [name.strip() for name in reader.fieldnames or []]

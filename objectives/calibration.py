@@ -29,30 +29,31 @@ LOGIT_FLOOR = -104.0
 LOG_TEMPERATURE_BOUNDS = (math.log(0.01), math.log(100.0))
 
 
-def _bins(confidence: torch.Tensor, correct: torch.Tensor, bins: int) -> tuple[torch.Tensor, ...]:
-    """(mean confidence, accuracy, count) per equal-width bin on (0, 1]; empty bins hold zeros."""
-    index = (confidence.double() * bins).ceil().long().clamp(1, bins) - 1
-    count = torch.bincount(index, minlength=bins).double()
-    safe = count.clamp_min(1)
-    mean_confidence = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, confidence.double()) / safe
-    accuracy = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct.double()) / safe
-    return mean_confidence, accuracy, count
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Each confidence's equal-width bin on (0, 1], 0 to ``bins - 1``."""
+    return np.clip(np.ceil(confidence * bins).astype(np.int64), 1, bins) - 1
 
 
 def reliability(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> dict[str, list[float]]:
-    """The reliability diagram the dashboard draws."""
-    mean_confidence, accuracy, count = _bins(confidence, correct, bins)
+    """The reliability diagram the dashboard draws: per bin the mean confidence, accuracy and count (0 when empty)."""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    index = _bin_index(confidence, bins)
+    count = np.bincount(index, minlength=bins)
+    safe = np.maximum(count, 1)
     return {
-        "bin_confidence": [round(float(v), 4) for v in mean_confidence],
-        "bin_accuracy": [round(float(v), 4) for v in accuracy],
+        "bin_confidence": [round(float(v), 4) for v in np.bincount(index, confidence, bins) / safe],
+        "bin_accuracy": [round(float(v), 4) for v in np.bincount(index, correct, bins) / safe],
         "bin_count": [int(v) for v in count],
     }
 
 
-def expected_calibration_error(confidence: torch.Tensor, correct: torch.Tensor, bins: int = 15) -> float:
-    """Bin-size-weighted mean gap between confidence and accuracy."""
-    mean_confidence, accuracy, count = _bins(confidence, correct, bins)
-    return float((count * (mean_confidence - accuracy).abs()).sum() / count.sum().clamp_min(1))
+def expected_calibration_error(confidence: torch.Tensor | np.ndarray, correct: torch.Tensor | np.ndarray,
+                               bins: int = 15) -> float:
+    """Bin-size-weighted mean gap between confidence and accuracy: sum over bins of |sum (confidence - correct)| / n.
+    (numpy: the bootstrap calls it a thousand times.)"""
+    confidence, correct = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=float)
+    gaps = np.bincount(_bin_index(confidence, bins), confidence - correct, bins)
+    return float(np.abs(gaps).sum() / max(len(confidence), 1))
 
 
 def _finite(logits: torch.Tensor) -> torch.Tensor:
@@ -119,7 +120,7 @@ class Calibration(Objective):
             fit_samples = len(labels)
 
         def ece_of(confidence: np.ndarray, correct: np.ndarray) -> float:
-            return expected_calibration_error(torch.from_numpy(confidence), torch.from_numpy(correct), bins)
+            return expected_calibration_error(confidence, correct, bins)
 
         per_sample_nll = F.cross_entropy(_finite(logits), labels, reduction="none").numpy()
         per_sample_brier = ((proba.double() - F.one_hot(labels, proba.shape[1]).double()) ** 2).sum(dim=1).numpy()
