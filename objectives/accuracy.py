@@ -127,6 +127,7 @@ class Accuracy(Objective):
             details[worst] = found["worst"]["name"]
 
         value = accuracy if aggregate == "mean" else metrics[aggregate]
-        settings = {"aggregate": aggregate, "intervals": f"Wilson; gaps: stratified bootstrap ({RESAMPLES})"}
+        settings = {"aggregate": aggregate,
+                    "intervals": f"Wilson; gaps: stratified bootstrap ({RESAMPLES}), widened to hold the value"}
         return ObjectiveResult(value=value, metrics=metrics, details=details, intervals=intervals, samples=samples,
                                settings=settings)

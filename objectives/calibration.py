@@ -11,6 +11,7 @@ it. Ensembles output the log of their averaged softmax: a valid logit vector, so
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -119,9 +120,6 @@ class Calibration(Objective):
             fitted = "cross-fitted on two halves of this split; the reported temperature on all of it"
             fit_samples = len(labels)
 
-        def ece_of(confidence: np.ndarray, correct: np.ndarray) -> float:
-            return expected_calibration_error(confidence, correct, bins)
-
         per_sample_nll = F.cross_entropy(_finite(logits), labels, reduction="none").numpy()
         per_sample_brier = ((proba.double() - F.one_hot(labels, proba.shape[1]).double()) ** 2).sum(dim=1).numpy()
         metrics: dict[str, float] = {"temperature": temperature}
@@ -131,8 +129,9 @@ class Calibration(Objective):
             confidence, prediction = probabilities.max(dim=1)
             correct = prediction == labels
             metrics[metric] = expected_calibration_error(confidence, correct, bins)
-            interval = bootstrap_interval(ece_of, confidence.double().numpy(), correct.double().numpy(),
-                                          paired=True, seed=context.split_seed("calibration", metric))
+            interval = bootstrap_interval(functools.partial(expected_calibration_error, bins=bins),
+                                          confidence.double().numpy(), correct.double().numpy(), paired=True,
+                                          seed=context.split_seed("calibration", metric))
             intervals[metric] = holding(interval, metrics[metric])
             details["reliability" if metric == "ece" else "reliability_scaled"] = reliability(confidence, correct, bins)
         for metric, values in (("nll", per_sample_nll), ("brier", per_sample_brier)):
