@@ -65,6 +65,9 @@ DATA_FIELDS: dict[str, Declaration] = {
     "test_fraction": {"type": float, "default": 0.15, "low": 0.01, "high": 0.9},
     "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
     "path": {"type": str, "default": "", "allow_empty": True, "help": "image-folder: the folder of class sub-folders"},
+    "groups": {"type": str, "default": "", "allow_empty": True,
+               "help": "image-folder: a CSV with columns file,group (file relative to data.path) giving each image a "
+                       "subgroup, for per-group and worst-group accuracy"},
     "image_size": {"type": int, "default": 32, "low": 4, "high": 512},
     "grayscale": {"type": bool, "default": False},
     "synthetic_size": {"type": int, "default": 600, "low": 20, "high": 100000},

@@ -5,6 +5,7 @@ computed here on the training split go into the spec). The test split is only fo
 """
 from __future__ import annotations
 
+import csv
 import functools
 import gzip
 import pickle
@@ -19,9 +20,10 @@ import torch
 
 from .errors import DataError
 from .extensions import installed, load_extension
-from .files import describe, reading
+from .files import describe, read_text, reading
 
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]
 FASHION_FILES = {
     "train_x": "train-images-idx3-ubyte",
     "train_y": "train-labels-idx1-ubyte",
@@ -46,6 +48,10 @@ class Dataset:
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
     data_range: tuple[float, float] = (0.0, 1.0)
+    # a subgroup index per sample of the validation and test splits (e.g. from data.groups), named by group_names
+    group_names: list[str] | None = None
+    val_groups: torch.Tensor | None = None
+    test_groups: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> list[int]:
@@ -65,7 +71,18 @@ class Dataset:
 
 
 # ---------------------------------------------------------------------------------------------- loaders
-# Each loader returns (x_pool, y_pool, x_test, y_test, class_names, is_image); x as float32 numpy.
+# Each loader returns (x_pool, y_pool, x_test, y_test, class_names, is_image); x as float32 numpy. A loader whose
+# samples carry subgroup labels appends a SampleGroups as a seventh item.
+
+
+@dataclass(frozen=True)
+class SampleGroups:
+    """A subgroup index per sample of the pool (and of the test set, when the loader has one), and their names."""
+
+    pool: np.ndarray
+    test: np.ndarray | None
+    names: list[str]
+
 
 IDX_FIX = ("replace it with an intact copy (apt-get install --reinstall dataset-fashion-mnist, or delete the folder's "
            "IDX files and set data.download = true)")
@@ -163,7 +180,8 @@ def _load_fashion_mnist(options: dict[str, Any]) -> tuple:
             test = FashionMNIST(root, train=False, download=True)
         except Exception as error:  # network errors vary by platform
             raise DataError(f"data.download: could not download Fashion-MNIST into {root} ({error})") from None
-        return (train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(), FASHION_CLASSES, True)
+        return (train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy(), FASHION_CLASSES,
+                True)
     where = ", ".join(searched) if searched else "no --data-dir given and Debian package not installed"
     raise DataError(
         f"Fashion-MNIST not found ({where}); install it with 'apt-get install dataset-fashion-mnist', "
@@ -207,6 +225,46 @@ def _load_synthetic(options: dict[str, Any]) -> tuple:
     return np.clip(x, 0.0, 1.0), y, None, None, ["top", "bottom", "left", "right"], True
 
 
+GROUPS_FIX = ("write a UTF-8 CSV with a header line file,group and one row per image, the file relative to data.path "
+              "(e.g. cats/0001.png,young)")
+
+
+def _read_groups(path: Path, root: Path, files: list[str]) -> SampleGroups:
+    """The group of each of ``files`` (image paths) from the CSV ``data.groups``: every image exactly once."""
+    if not path.is_file():
+        raise DataError(f"data.groups: {path} does not exist or is not a file; {GROUPS_FIX}")
+    text = read_text(path, "data.groups:", GROUPS_FIX).removeprefix("\ufeff")  # spreadsheets write a BOM
+    where = f"data.groups: {path}"
+    reader = csv.DictReader(text.splitlines())
+    columns = [name.strip() for name in reader.fieldnames or []]
+    if "file" not in columns or "group" not in columns:
+        raise DataError(f"{where} has columns {columns or 'none (empty file)'}, it needs file and group; {GROUPS_FIX}")
+    reader.fieldnames = columns
+    index = {Path(file).relative_to(root).as_posix(): position for position, file in enumerate(files)}
+    groups: dict[int, str] = {}
+    rows: dict[str, int] = {}
+    for row in reader:
+        file, group = (row.get("file") or "").strip().removeprefix("./"), (row.get("group") or "").strip()
+        if not file or not group:
+            raise DataError(f"{where}, line {reader.line_num}: needs a file and a group, got {row.get('file')!r}, "
+                            f"{row.get('group')!r}; {GROUPS_FIX}")
+        if file not in index:
+            raise DataError(f"{where}, line {reader.line_num}: {file!r} is not an image of data.path ({root}); "
+                            f"{GROUPS_FIX}")
+        if file in rows:
+            raise DataError(f"{where}, line {reader.line_num}: {file!r} is listed again (first on line {rows[file]}); "
+                            "give each image one row")
+        rows[file] = reader.line_num
+        groups[index[file]] = group
+    missing = [file for file, position in index.items() if position not in groups]
+    if missing:
+        raise DataError(f"{where} gives no group to {len(missing)} of {len(files)} images of data.path (e.g. "
+                        f"{missing[0]!r}); give every image a row")
+    names = sorted(set(groups.values()))
+    number = {name: position for position, name in enumerate(names)}
+    return SampleGroups(np.array([number[groups[position]] for position in range(len(files))]), None, names)
+
+
 def _load_image_folder(options: dict[str, Any]) -> tuple:
     from torchvision import datasets, transforms
 
@@ -226,7 +284,11 @@ def _load_image_folder(options: dict[str, Any]) -> tuple:
     for index, (file, _) in enumerate(folder.samples):
         with reading(file, "data.path: image", "delete or replace that file", DataError):  # PIL: OSError, SyntaxError
             images.append(folder[index][0])
-    return torch.stack(images).numpy(), np.asarray(folder.targets), None, None, list(folder.classes), True
+    loaded = torch.stack(images).numpy(), np.asarray(folder.targets), None, None, list(folder.classes), True
+    if not options.get("groups"):
+        return loaded
+    files = [file for file, _ in folder.samples]
+    return (*loaded, _read_groups(Path(options["groups"]).expanduser(), Path(path).expanduser(), files))
 
 
 # ---------------------------------------------------------------------------------------------- torchvision
@@ -438,10 +500,12 @@ def _floats(array: np.ndarray, scale: float) -> torch.Tensor:
 def _load_cached(name: str, frozen: tuple) -> Dataset:
     options = dict(frozen)
     loaded = loader(name)(options)
-    if not isinstance(loaded, tuple) or len(loaded) != 6:
-        raise DataError(f"data.name = {name!r} returned {type(loaded).__name__}, not the 6-tuple "
-                        "(x_pool, y_pool, x_test, y_test, class_names, is_image)")
-    x_pool, y_pool, x_test, y_test, class_names, is_image = loaded
+    with_groups = isinstance(loaded, tuple) and len(loaded) == 7 and isinstance(loaded[6], SampleGroups)
+    if not (isinstance(loaded, tuple) and len(loaded) == 6 or with_groups):
+        raise DataError(f"data.name = {name!r} returned {type(loaded).__name__}, not the 6-tuple (x_pool, y_pool, "
+                        "x_test, y_test, class_names, is_image), optionally with a nas.data.SampleGroups")
+    x_pool, y_pool, x_test, y_test, class_names, is_image = loaded[:6]
+    groups = loaded[6] if with_groups else None
     x_pool, y_pool = np.asarray(x_pool), np.asarray(y_pool)
     if is_image and x_pool.ndim == 3:  # (n, h, w) -> (n, 1, h, w)
         x_pool = x_pool[:, None]
@@ -454,11 +518,18 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
         n_test = max(1, int(round(len(order) * float(options.get("test_fraction", 0.15)))))
         test_index, order = order[:n_test], order[n_test:]
         x_test, y_test, test_scale = x_pool[test_index], y_pool[test_index], pool_scale
+        if groups is not None:
+            groups = SampleGroups(groups.pool, groups.pool[test_index], groups.names)
     else:
         x_test = np.asarray(x_test)
         if is_image and x_test.ndim == 3:
             x_test = x_test[:, None]
         test_scale = _pixel_scale(x_test, is_image)
+    if groups is not None and (len(groups.pool) != len(x_pool) or groups.test is None
+                               or len(groups.test) != len(x_test)):
+        raise DataError(f"data.name = {name!r} returned subgroup labels that do not match its samples one to one "
+                        f"({len(groups.pool)} for {len(x_pool)} pool samples and "
+                        f"{'none' if groups.test is None else len(groups.test)} for {len(x_test)} test samples)")
     val_index, train_index = order[:n_val], order[n_val:]
     if not len(train_index):
         raise DataError(f"data: no training samples left of {len(x_pool)} after the validation and test splits; "
@@ -488,6 +559,8 @@ def _load_cached(name: str, frozen: tuple) -> Dataset:
         mean=[round(m, 6) for m in mean],
         std=[round(s, 6) for s in std],
         data_range=(low, high),
+        **({} if groups is None else {"group_names": list(groups.names), "val_groups": labels(groups.pool[val_index]),
+                                      "test_groups": labels(np.asarray(groups.test)[test_order])}),
     )
 
 
@@ -495,5 +568,8 @@ def load(options: dict[str, Any]) -> Dataset:
     """Load the dataset described by a validated ``[data]`` config table (cached per process)."""
     name = options["name"]
     loader(name)  # an unknown or broken name is one line before the cache sees it
+    if options.get("groups") and name != "image-folder":
+        raise DataError(f"data.groups = {options['groups']!r} only applies to data.name = \"image-folder\" (got "
+                        f"{name!r}); remove data.groups")
     frozen = tuple(sorted((k, v) for k, v in options.items() if k != "name" and not isinstance(v, (list, dict))))
     return _load_cached(name, frozen)

@@ -121,6 +121,7 @@ class Experiment:
             is_image=self.dataset.is_image, class_names=self.dataset.class_names,
             trained_outlier_families=tuple((recipe or {}).get("outlier_families_seen", ())),
             fit_x=self.dataset.val_x if test else None, fit_y=self.dataset.val_y if test else None,
+            groups=self.dataset.test_groups if test else self.dataset.val_groups, group_names=self.dataset.group_names,
         )
 
     def score(self, model: torch.nn.Module, context: objectives.EvaluationContext, staged: bool = True) -> dict[str, objectives.ObjectiveResult]:
