@@ -40,16 +40,6 @@ def model_outputs(model: nn.Module, context: EvaluationContext) -> tuple[torch.T
     return context.cache["logits"], context.cache["proba"]
 
 
-def holding(interval: tuple[float, float], value: float) -> tuple[float, float]:
-    """``interval`` widened to hold the measured ``value``. Resampling inflates a binned ECE or a max-min gap, so
-    their percentile bootstrap interval can lie wholly above the value (in about 1 of 10 cases for a calibrated
-    model or for classes of equal accuracy); the interval then holds both, erring wide."""
-    low, high = interval
-    if math.isnan(low) or math.isnan(high) or math.isnan(value):
-        return interval
-    return (min(low, value), max(high, value))
-
-
 def breakdown(correct: np.ndarray, members: np.ndarray, names: list[str], seed: int) -> dict[str, Any]:
     """Accuracy of each part (class or group) with its Wilson interval and sample count, the worst part and the
     largest gap between parts with a stratified bootstrap interval; parts without samples are listed, not compared.
@@ -74,7 +64,7 @@ def breakdown(correct: np.ndarray, members: np.ndarray, names: list[str], seed: 
     return {
         "rows": rows, "worst": worst, "gap": value,
         # one sample per part: every part is resampled on its own (stratified), so each keeps its size
-        "gap_interval": holding(bootstrap_interval(gap, *outcomes, seed=seed), value) if len(outcomes) > 1
+        "gap_interval": bootstrap_interval(gap, *outcomes, seed=seed) if len(outcomes) > 1
         else (0.0, 0.0),
         "gap_samples": worst["samples"] + best["samples"] if worst is not best else worst["samples"],
     }

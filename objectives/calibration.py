@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._base import EvaluationContext, Objective, ObjectiveResult, register
-from .accuracy import holding, logits_of, model_outputs
+from .accuracy import logits_of, model_outputs
 from .stats import RESAMPLES, bootstrap_interval
 
 # Below the log of float32's smallest positive number: where an ensemble's averaged softmax underflowed to 0
@@ -129,14 +129,14 @@ class Calibration(Objective):
             confidence, prediction = probabilities.max(dim=1)
             correct = prediction == labels
             metrics[metric] = expected_calibration_error(confidence, correct, bins)
-            interval = bootstrap_interval(functools.partial(expected_calibration_error, bins=bins),
-                                          confidence.double().numpy(), correct.double().numpy(), paired=True,
-                                          seed=context.split_seed("calibration", metric))
-            intervals[metric] = holding(interval, metrics[metric])
+            intervals[metric] = bootstrap_interval(functools.partial(expected_calibration_error, bins=bins),
+                                                   confidence.double().numpy(), correct.double().numpy(),
+                                                   paired=True, seed=context.split_seed("calibration", metric))
             details["reliability" if metric == "ece" else "reliability_scaled"] = reliability(confidence, correct, bins)
         for metric, values in (("nll", per_sample_nll), ("brier", per_sample_brier)):
             metrics[metric] = float(values.mean())
-            intervals[metric] = bootstrap_interval(np.mean, values, seed=context.split_seed("calibration", metric))
+            intervals[metric] = bootstrap_interval(np.mean, values, seed=context.split_seed("calibration", metric),
+                                                   vectorized=True)
         samples = {metric: len(labels) for metric in intervals} | {"temperature": fit_samples}
         settings = {
             "bins": bins, "temperature": fitted, "logits": "model outputs (ensembles: log of averaged softmax)",
