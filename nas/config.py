@@ -209,8 +209,22 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     resolved["requirements"] = check_requirements_table(raw.get("requirements", {}))
     _check_data_split(resolved["data"])
     _check_data_dataset(resolved["data"])
+    _check_groups(resolved)
     check_recipe(resolved)
     return resolved
+
+
+def _check_groups(config: dict[str, Any]) -> None:
+    """Worst-group accuracy needs group labels: say so before any trial runs, not in every trial's failure."""
+    if config["data"].get("groups"):
+        return
+    group_metrics = ("accuracy.worst_group", "accuracy.group_gap")
+    wanted = [f"requirements.{metric}" for metric in config["requirements"] if metric in group_metrics]
+    if config["objectives"].get("accuracy", {}).get("aggregate") == "worst_group":
+        wanted.insert(0, "objectives.accuracy.aggregate = \"worst_group\"")
+    if wanted:
+        raise UsageError(f"config: {wanted[0]} needs group labels per sample; set data.groups to a CSV with columns "
+                         "file,group (image-folder data), or use aggregate = \"mean\" / \"worst_class\"")
 
 
 def _check_data_split(data: dict[str, Any]) -> None:

@@ -276,3 +276,12 @@ def test_data_groups_that_cannot_apply_is_one_line_and_exit_2(change, tmp_path, 
         data = {"name": "synthetic", "synthetic_size": 60, "groups": data["groups"]}
     code, err = run_cli(capsys, experiment(root, data))
     assert code == 2 and err.startswith("nas: error: data.groups") and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("requirements",
+                         ["", '"accuracy.worst_group" = {min = 0.5}', '"accuracy.group_gap" = {max = 0.2}'])
+def test_worst_group_without_group_labels_is_one_line_and_exit_2_before_any_trial(requirements, tmp_path, capsys):
+    data = {k: v for k, v in folder_data(image_folder(tmp_path)).items() if k != "groups"}
+    code, err = run_cli(capsys, experiment(tmp_path, data, requirements))
+    assert code == 2 and "needs group labels per sample; set data.groups" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "nas.db").exists()
