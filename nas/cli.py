@@ -16,7 +16,7 @@ from .errors import UsageError
 
 # In the order ``nas --help`` lists them.
 COMMAND_MODULES = ("nas.commands.search", "nas.commands.status", "nas.export", "nas.verify", "nas.dashboard",
-                   "nas.report", "nas.worker")
+                   "nas.commands.report", "nas.worker")
 
 
 class _Parser(argparse.ArgumentParser):

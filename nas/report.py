@@ -11,7 +11,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import html
 import itertools
@@ -24,8 +23,7 @@ from .dashboard.source import (
 )
 from .errors import UsageError
 from .files import prepare_folder
-from .paths import safe_filename
-from .storage import load_study, mask_url
+from .storage import mask_url
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -175,28 +173,3 @@ def write_report(snap: Snapshot, out: Path) -> Path:
     prepare_folder(out.parent, f"--out {out}")
     out.write_text(build_report(snap), encoding="utf-8")
     return out
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    study = load_study(args.storage, args.study_name)
-    out = Path(args.out or f"{safe_filename(study.study_name)}-report.html")
-    write_report(Snapshot.take(study, args.storage), out)
-    print(f"report on study '{study.study_name}' written to {out} (self-contained; open it in any browser)")
-    return 0
-
-
-def register_command(subparsers: Any) -> None:
-    from .cli_types import non_empty_str
-
-    parser = subparsers.add_parser(
-        "report",
-        help="write one self-contained HTML report of a study (Pareto plots, front table, robustness per front trial)",
-        description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as "
-                    "a table and each front trial's robustness summary. It opens without network access.",
-    )
-    parser.add_argument("--storage", required=True, type=non_empty_str,
-                        help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
-    parser.add_argument("--study-name", type=non_empty_str,
-                        help="study to report on (optional when the storage holds exactly one study)")
-    parser.add_argument("--out", type=non_empty_str, help="HTML file to write (default: <study>-report.html)")
-    parser.set_defaults(handler=_cmd_report)
