@@ -43,6 +43,10 @@ Usage (weights.safetensors sits next to this file; reading it needs the `safeten
     model.load_state_dict(load_file("weights.safetensors"))
     model.eval()
     probabilities = torch.softmax(model(inputs), dim=1)
+
+build(calibrated=True) divides the output by TEMPERATURE (temperature scaling, fitted on the validation
+split by the search): the same predictions, with confidences that match accuracy better. TEMPERATURE is
+None when the search fitted none.
 """
 '''
 
@@ -58,10 +62,25 @@ _BUILD = '''
 # The architecture spec's constructor arguments ({model} of search space {space!r}).
 ARGUMENTS = {arguments}
 
+# Temperature fitted on the validation split (divides the output when built with calibrated=True); None: not fitted.
+TEMPERATURE = {temperature}
 
-def build() -> nn.Module:
-    """The exported architecture with fresh weights; load weights.safetensors into it."""
-    return {expression}
+
+def _divide_by_temperature(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output / TEMPERATURE
+
+
+def build(calibrated: bool = False) -> nn.Module:
+    """The exported architecture with fresh weights; load weights.safetensors into it.
+
+    calibrated=True divides its output by TEMPERATURE (the state-dict keys stay the same).
+    """
+    model = {expression}
+    if calibrated:
+        if TEMPERATURE is None:
+            raise ValueError("no temperature was fitted for this model (the search did not measure calibration)")
+        model.register_forward_hook(_divide_by_temperature)
+    return model
 '''
 
 _DOCSTRING_UNSAFE = re.compile(r"[^\w .,:;()+=/-]")
@@ -163,8 +182,11 @@ def _needed(roots: list[str], definitions: dict[str, _Definition]) -> list[str]:
     return [name for name in definitions if name in needed]
 
 
-def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin: dict[str, Any] | None = None) -> str:
+def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin: dict[str, Any] | None = None,
+             temperature: float | None = None) -> str:
     """Python source of a module whose ``build()`` is ``search_spaces.build(spec)``, class for class.
+
+    ``temperature`` (fitted on the validation split) becomes ``TEMPERATURE``, applied by ``build(calibrated=True)``.
 
     Text that comes from storage or data (class names, ``origin`` such as the study name and trial number) and
     the spec's values reach the source only as ``repr()`` literals, after the space validated the spec.
@@ -197,5 +219,5 @@ def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin:
                             class_names=repr([str(name) for name in names]))
         + "\n\n" + body + "\n"
         + _BUILD.format(model=model, space=space.name, arguments=pprint.pformat(arguments, width=110, sort_dicts=False),
-                        expression=expression)
+                        expression=expression, temperature=repr(None if temperature is None else float(temperature)))
     )

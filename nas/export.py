@@ -1,9 +1,11 @@
 """``nas export``: one trial becomes a self-contained folder a person can ship.
 
 The folder holds ``model.py`` (readable PyTorch source that imports only torch), ``weights.safetensors``
-(the trained weights, no pickle), ``spec.json`` (spec, recipe, preprocessing, seed, config hash and the
-experiment config ``nas verify`` needs) and the robustness card (``card.md``/``card.json``).
-Everything is read from the trial's user attributes and its weights artifact; no model is unpickled.
+(the trained weights, no pickle), ``spec.json`` (spec, recipe, preprocessing, seed, config hash, the validation
+results with their intervals and the experiment config ``nas verify`` needs) and the robustness card
+(``card.md``/``card.json``). Everything is read from the trial's user attributes and its weights artifact; no
+model is unpickled. ``spec.json`` holds the sha256 of every other file of the folder and of its own content
+(``manifest_sha256``), so ``nas verify`` notices a file changed or damaged after export.
 
 Example::
 
@@ -19,6 +21,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import math
 import re
 import shutil
 import sys
@@ -50,7 +53,9 @@ from .storage import default_artifact_dir, is_artifact_id, load_study, strip_cre
 from .study import CONFIG_ATTR, stored_config
 
 EXPORT_FORMAT = "robust-nas-export"
-FORMAT_VERSION = 1
+# 2: per-file checksums (``sha256``) and the manifest's own (``manifest_sha256``), validation intervals
+# (``validation_objectives``), the fitted temperature (``calibration``). Format 1 exports are still read.
+FORMAT_VERSION = 2
 REQUIRED_FILES = ("model.py", "weights.safetensors", "spec.json")
 # --format NAME -> file written next to model.py
 EXTRA_FORMATS = {"export": "model.pt2", "onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -281,6 +286,26 @@ def is_export(folder: Path) -> bool:
     return isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT
 
 
+def file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of an export folder but spec.json, which records them."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.iterdir()) if path.is_file() and path.name != "spec.json"}
+
+
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """sha256 of spec.json's content without its own ``manifest_sha256`` entry (canonical JSON)."""
+    content = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def fitted_temperature(metrics: dict[str, Any]) -> float | None:
+    """The temperature the calibration objective fitted on the validation split, when the trial measured one."""
+    value = metrics.get("calibration.temperature")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
+
+
 def export_trial(
     study: optuna.Study,
     trial_number: int,
@@ -322,9 +347,11 @@ def export_trial(
     stored = study.user_attrs.get(CONFIG_ATTR) or {}
     config = stored_config(study, strip_credentials(storage_url or stored.get("study", {}).get("storage", "")))
     data = _dataset_info(config, data_dir)
+    validation_metrics = trial.user_attrs.get("metrics", {})
+    temperature = fitted_temperature(validation_metrics)
     try:
         source = codegen.generate(spec, class_names=data.get("class_names"),
-                                  origin={"study": study.study_name, "trial": trial.number})
+                                  origin={"study": study.study_name, "trial": trial.number}, temperature=temperature)
     except search_spaces.SpecError as error:
         raise UsageError(f"trial {trial.number}: {error}") from None
 
@@ -341,8 +368,15 @@ def export_trial(
         exported.eval()
         example = torch.rand(4, *spec["input_shape"], generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            if not torch.allclose(exported(example), model(example), atol=1e-6, rtol=0.0):
-                raise RuntimeError(f"internal error: generated model.py does not reproduce trial {trial.number}; please report this spec: {json.dumps(spec)}")
+            logits = model(example)
+            reproduced = torch.allclose(exported(example), logits, atol=1e-6, rtol=0.0)
+            if temperature is not None:  # build(calibrated=True): the same logits divided by the temperature
+                calibrated = generated.build(calibrated=True)
+                calibrated.load_state_dict(exported.state_dict())
+                reproduced &= torch.allclose(calibrated.eval()(example), logits / temperature, atol=1e-6, rtol=0.0)
+            if not reproduced:
+                raise RuntimeError(f"internal error: generated model.py does not reproduce trial {trial.number}; "
+                                   f"please report this spec: {json.dumps(spec)}")
         for name in formats:
             _write_format(name, exported, example, staging)
         card = build_card(study, trial, config, model, data)
@@ -358,12 +392,17 @@ def export_trial(
             "spec": spec, "spec_summary": search_spaces.summary(spec), "recipe": trial.user_attrs.get("recipe", {}),
             "seed": trial.user_attrs.get("seed"), "config_hash": trial.user_attrs.get("config_hash"),
             "preprocessing": preprocessing,
-            "validation_metrics": trial.user_attrs.get("metrics", {}),
+            "validation_metrics": validation_metrics,
+            "validation_objectives": trial.user_attrs.get("objectives", {}),
+            "calibration": {"temperature": temperature},
             "feasible": is_feasible(trial),
             "weights": {"file": "weights.safetensors", "sha256": hashlib.sha256(blob).hexdigest()},
             "files": sorted(p.name for p in staging.iterdir()) + ["spec.json"],
+            "sha256": file_checksums(staging),
             "experiment": config,
         }
+        manifest = json.loads(json.dumps(manifest))  # checksummed as verify will read it back
+        manifest["manifest_sha256"] = manifest_checksum(manifest)
         (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
