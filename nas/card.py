@@ -63,6 +63,12 @@ def _own_value(name: str, result: dict[str, Any]) -> Any:
     return (result.get("metrics") or {}).get(name, result.get("value"))
 
 
+def _same_value(name: str, result: dict[str, Any]) -> list[str]:
+    """The metrics of a result equal to the objective's own value (candidates for what the value repeats)."""
+    value = _own_value(name, result)
+    return [metric for metric, number in (result.get("metrics") or {}).items() if metric != name and number == value]
+
+
 def value_alias(name: str, result: dict[str, Any], reference: dict[str, Any] | None = None) -> str | None:
     """The metric that an objective's value repeats (``ood`` is ``ood.min_auroc``), or None.
 
@@ -70,31 +76,40 @@ def value_alias(name: str, result: dict[str, Any], reference: dict[str, Any] | N
     split's result of the same objective, when given). When several are equal (a broken model scoring 0
     everywhere), none is chosen rather than a wrong one, and the value keeps a row of its own.
     """
-    metrics = result.get("metrics") or {}
-    value = _own_value(name, result)
-    candidates = [metric for metric, number in metrics.items() if metric != name and number == value]
+    candidates = _same_value(name, result)
     if reference and not reference.get("skipped") and len(candidates) > 1:
         other, other_value = reference.get("metrics") or {}, _own_value(name, reference)
         candidates = [metric for metric in candidates if other.get(metric) == other_value]
     return candidates[0] if len(candidates) == 1 else None
 
 
+def _interval(value: Any) -> list[float] | None:
+    """A stored interval as ``[low, high]``; anything else (absent, malformed) as None."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(end, (int, float)) and not isinstance(end, bool) for end in value):
+        return [float(value[0]), float(value[1])]
+    return None
+
+
 def estimates(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every metric of stored objective results (``ObjectiveResult.to_json``) by its requirement name:
-    ``{"value", "interval", "samples"}``; an objective's own value shares its alias's interval and samples."""
+    ``{"value", "interval", "samples"}``. An objective's own value takes the interval and samples of the metric it
+    repeats; when that is ambiguous, the widest interval among the candidates (never none, which would read as
+    an exact number)."""
     table: dict[str, dict[str, Any]] = {}
     for name, result in results.items():
         if result.get("skipped"):
             continue
         metrics = {name: result.get("value"), **(result.get("metrics") or {})}
-        intervals, samples = result.get("intervals") or {}, result.get("samples") or {}
-        alias = value_alias(name, result)
+        intervals = {metric: _interval(bounds) for metric, bounds in (result.get("intervals") or {}).items()}
+        samples = {metric: n for metric, n in (result.get("samples") or {}).items() if isinstance(n, int)}
         for metric, value in metrics.items():
-            source = alias if metric == name and alias and metric not in intervals else metric
-            interval = intervals.get(metric, intervals.get(source))
+            sources = [metric] if metric != name or intervals.get(metric) else _same_value(name, result)
+            known = [source for source in sources if intervals.get(source)]
+            widest = max(known, key=lambda source: intervals[source][1] - intervals[source][0], default=metric)
             table[flat_name(name, metric)] = {
-                "value": value, "interval": list(interval) if interval is not None else None,
-                "samples": samples.get(metric, samples.get(source)),
+                "value": value if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
+                "interval": intervals.get(widest), "samples": samples.get(metric, samples.get(widest)),
             }
     return table
 

@@ -174,9 +174,9 @@ def _load_model(folder: Path, manifest: dict[str, Any]) -> torch.nn.Module:
         blob = weights.read_bytes()
     if hashlib.sha256(blob).hexdigest() != manifest["weights"]["sha256"]:
         raise UsageError(f"{weights} does not match the checksum in spec.json (corrupt or replaced); {REEXPORT}")
-    where = f"weights in {folder}"
     model = build_model_source(folder / "model.py")
-    load_state(model, state_dict_from_bytes(blob, where), where)
+    where = f"weights {weights} (loaded into the model {folder / 'model.py'} builds)"
+    load_state(model, state_dict_from_bytes(blob, f"weights {weights}"), where)
     # the spec first: an edited architecture is named as such; any other edit of spec.json by the checksum
     _check_spec_matches(model, manifest, folder / "spec.json")
     check_manifest_checksum(manifest, folder / "spec.json")

@@ -20,7 +20,7 @@ import search_spaces
 from nas import codegen
 from nas import config as config_module
 from nas import data as data_module
-from nas.card import pareto_rank
+from nas.card import pareto_rank, row_names
 from nas.cli import main
 from nas.errors import UsageError
 from nas.export import export_trial, load_model_source, pick_trial, read_weights
@@ -151,7 +151,7 @@ def test_generated_source_compiles_and_imports_only_torch(runs, capsys, tmp_path
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert "torch" in imported and imported <= {"torch", *sys.stdlib_module_names}, imported
-    assert "def build()" in source.read_text()
+    assert "def build(calibrated: bool = False)" in source.read_text()
     assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.py", "spec.json", "weights.safetensors"]
     manifest = json.loads((folder / "spec.json").read_text())
     trial = load_study(storage, name).trials[0]
@@ -317,22 +317,25 @@ def test_card_reports_requirements_rank_and_plain_summary(runs, capsys, tmp_path
         card = json.loads((folder / "card.json").read_text())
         markdown = (folder / "card.md").read_text()
         (row,) = card["requirements"]["table"]
-        assert row["metric"] == "params" and row["pass"] is trial.user_attrs["feasible"] and row["max"] == PARAMS_CAP
-        rows = {r["name"]: r for r in card["objectives"]}
+        assert row["metric"] == "params" and row["max"] == PARAMS_CAP and row["interval"] is None  # an exact count
+        assert (row["verdict"] == "pass") is trial.user_attrs["feasible"]
+        rows = {name: r for r in card["metrics"] for name in row_names(r)}
         assert rows["params"]["value"] == trial.user_attrs["metrics"]["params"]
         # staged evaluation: once the cheap params requirement fails, accuracy is skipped and the card says so
         assert rows["accuracy"]["skipped"] is not trial.user_attrs["feasible"]
-        assert rows["accuracy"]["value"] == trial.user_attrs["objectives"]["accuracy"]["value"]
+        assert rows["accuracy"]["value"] == trial.user_attrs["metrics"].get("accuracy")
         assert card["pareto"]["n_complete"] == len(complete)
         assert card["data"]["class_names"] == ["top", "bottom", "left", "right"] and card["data"]["val_size"] > 0
         assert card["cost"]["params"] == trial.user_attrs["metrics"]["params"] and card["cost"]["train_seconds"] > 0
         summary = " ".join(card["summary"])
         assert "test set" in summary and "4 categories" in summary
         if trial is feasible:
-            assert "meets the 1 standard" in summary and "| params | <= 2000 |" in markdown and "| pass |" in markdown
+            assert "meets 1 of 1 standard (params <= 2000)" in summary
+            assert "| params <= 2000 |" in markdown and "| pass |" in markdown
         else:
-            assert "does NOT meet 1 of the 1 standard" in summary and "params should be <= 2000" in summary
+            assert "meets 0 of 1 standard; fails: params <= 2000" in summary
             assert "**FAIL**" in markdown and card["pareto"]["rank"] > 1
+        assert "skipped (a cheaper requirement already failed)" in markdown or trial is feasible
 
 
 def test_pareto_rank_puts_feasible_front_first():
@@ -369,6 +372,29 @@ def test_export_api_builds_the_folder_the_dashboard_zips(runs, tmp_path):
     export_trial(study, 1, folder, storage_url=storage, force=True)  # replaces an earlier export
     assert json.loads((folder / "spec.json").read_text())["trial"] == 1
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging folder left behind"
+
+
+def test_fitted_temperature_travels_with_the_export(copied, capsys, tmp_path):
+    """A trial that measured calibration.temperature: spec.json stores it and model.py applies it when asked."""
+    study = load_study(copied, "mixed")
+    source = next(t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["feasible"])
+    metrics = {**source.user_attrs["metrics"], "calibration.temperature": 1.5}
+    study.add_trial(optuna.trial.create_trial(values=source.values, params=source.params,
+                                              distributions=source.distributions,
+                                              user_attrs={**source.user_attrs, "metrics": metrics}))
+    number = study.trials[-1].number
+    folder = _export(capsys, copied, "mixed", tmp_path / "calibrated", "--trial", str(number))
+    assert json.loads((folder / "spec.json").read_text())["calibration"] == {"temperature": 1.5}
+    module = load_model_source(folder / "model.py")
+    assert module.TEMPERATURE == 1.5
+    raw, calibrated = module.build(), module.build(calibrated=True)
+    for model in (raw, calibrated):
+        model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(calibrated.eval()(x), raw.eval()(x) / 1.5, atol=1e-6, rtol=0)
+    plain = _export(capsys, copied, "mixed", tmp_path / "plain", "--trial", str(source.number))
+    assert json.loads((plain / "spec.json").read_text())["calibration"] == {"temperature": None}
 
 
 # ------------------------------------------------------------------------------------------ bad input
