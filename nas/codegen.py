@@ -62,7 +62,7 @@ _BUILD = '''
 # The architecture spec's constructor arguments ({model} of search space {space!r}).
 ARGUMENTS = {arguments}
 
-# Temperature fitted on the validation split (divides the output when built with calibrated=True); None: not fitted.
+# Fitted on the validation split; build(calibrated=True) divides the output by it. None: not fitted.
 TEMPERATURE = {temperature}
 
 
@@ -123,7 +123,8 @@ def _definitions(module: ModuleType, imports: dict[str, set[str]]) -> dict[str, 
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
             roots = {name.split(".")[0] for name in modules}
             if not roots <= {"torch", *sys.stdlib_module_names}:
-                raise SpecError(f"{module.__name__} imports {', '.join(sorted(roots))}: model modules may import only torch")
+                raise SpecError(f"{module.__name__} imports {', '.join(sorted(roots))}: "
+                                "model modules may import only torch")
             if isinstance(node, ast.Import):
                 imports.update({f"import {name}": set() for name in modules})
             else:
@@ -155,7 +156,8 @@ def _import_lines(imports: dict[str, set[str]]) -> str:
     def is_torch(statement: str) -> bool:
         return statement.split()[1].split(".")[0] == "torch"
 
-    order = sorted(imports, key=lambda statement: (is_torch(statement), statement.split()[1], statement.startswith("from")))
+    order = sorted(imports,
+                   key=lambda statement: (is_torch(statement), statement.split()[1], statement.startswith("from")))
     lines = [line(statement) for statement in order]
     first_torch = next((i for i, statement in enumerate(order) if is_torch(statement)), len(order))
     return "\n".join(lines[:first_torch] + ([""] if 0 < first_torch < len(lines) else []) + lines[first_torch:])
@@ -210,10 +212,12 @@ def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin:
     roots = [model, "nn"] + (["Ensemble"] if ensemble > 1 else [])
     body = _body(_needed(roots, definitions), definitions)
     summary = search_spaces.summary(spec)
-    expression = f"{model}(**ARGUMENTS)" if ensemble == 1 else f"Ensemble([{model}(**ARGUMENTS) for _ in range({ensemble})])"
+    expression = (f"{model}(**ARGUMENTS)" if ensemble == 1
+                  else f"Ensemble([{model}(**ARGUMENTS) for _ in range({ensemble})])")
     return (
         _HEADER.format(summary=_docstring_text(summary), shape=", ".join(map(str, shape)),
-                       ensemble_note="\n(for this ensemble: the log of the members' mean softmax)" if ensemble > 1 else "")
+                       ensemble_note="\n(for this ensemble: the log of the members' mean softmax)" if ensemble > 1
+                       else "")
         + _import_lines(imports) + "\n"
         + _CONSTANTS.format(architecture=repr(summary), origin=repr(_literal(origin)), input_shape=repr(tuple(shape)),
                             class_names=repr([str(name) for name in names]))

@@ -76,7 +76,8 @@ def get_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     by_number = {t.number: t for t in trials}
     if number not in by_number:
         span = f"trials 0-{len(trials) - 1}" if trials else "no trials"
-        raise UsageError(f"no trial {number} in study '{study.study_name}' (it has {span}); COMPLETE trials: {_numbers(complete)}")
+        raise UsageError(f"no trial {number} in study '{study.study_name}' (it has {span}); "
+                         f"COMPLETE trials: {_numbers(complete)}")
     trial = by_number[number]
     if trial.state != TrialState.COMPLETE:
         reason = trial.user_attrs.get("fail_reason")
@@ -105,8 +106,10 @@ def pick_trial(study: optuna.Study, selector: str) -> optuna.trial.FrozenTrial:
     if not complete:
         raise UsageError(f"study '{study.study_name}' has no COMPLETE trial to pick from")
     if metric not in metrics:
-        raise UsageError(f"--pick: unknown metric '{metric}' in study '{study.study_name}'; allowed: {', '.join(metrics)}")
-    candidates = [t for t in complete if metric in t.user_attrs.get("metrics", {}) and (is_feasible(t) or not feasible_only)]
+        raise UsageError(f"--pick: unknown metric '{metric}' in study '{study.study_name}'; "
+                         f"allowed: {', '.join(metrics)}")
+    candidates = [t for t in complete
+                  if metric in t.user_attrs.get("metrics", {}) and (is_feasible(t) or not feasible_only)]
     if not candidates:
         raise UsageError(
             f"--pick: no COMPLETE trial of study '{study.study_name}' meets every requirement; "
@@ -127,15 +130,17 @@ def _artifact_dirs(study: optuna.Study, storage_url: str | None, artifacts: str 
 
 
 def read_weights(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str | None = None, artifacts: str | Path | None = None
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str | None = None,
+    artifacts: str | Path | None = None,
 ) -> bytes:
     """The trial's safetensors bytes from the artifact store, or a one-line :class:`UsageError`."""
     artifact_id = trial.user_attrs.get("weights_artifact")
     if not artifact_id:
-        raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); re-run it with 'nas search'")
+        raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); "
+                         "re-run it with 'nas search'")
     if not is_artifact_id(artifact_id):
-        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id (it would name a "
-                         "path outside the artifact folder); the study's storage was altered")
+        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id "
+                         "(it would name a path outside the artifact folder); the study's storage was altered")
     folders = _artifact_dirs(study, storage_url, artifacts)
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
@@ -245,7 +250,8 @@ def _check_formats(formats: Iterable[str]) -> list[str]:
         if missing:
             raise UsageError(
                 f"--format onnx needs the {' and '.join(missing)} package(s), which are not installed; "
-                f"install them (pip install {' '.join(missing)}) or use --format export (torch.export, no extra package)"
+                f"install them (pip install {' '.join(missing)}) or use --format export (torch.export, no extra "
+                "package)"
             )
     return formats
 
@@ -272,9 +278,11 @@ def _check_output(out_dir: Path, force: bool) -> None:
     if not any(out_dir.iterdir()):
         return
     if not force:
-        raise UsageError(f"--out {out_dir} exists and is not empty; pass --force to replace an earlier export, or choose another --out")
+        raise UsageError(f"--out {out_dir} exists and is not empty; pass --force to replace an earlier export, "
+                         "or choose another --out")
     if not is_export(out_dir):
-        raise UsageError(f"refusing to replace {out_dir}: it is not an export folder (no spec.json written by 'nas export')")
+        raise UsageError(f"refusing to replace {out_dir}: it is not an export folder "
+                         "(no spec.json written by 'nas export')")
 
 
 def is_export(folder: Path) -> bool:
@@ -338,7 +346,8 @@ def export_trial(
     try:
         model = search_spaces.build(spec)
     except search_spaces.SpecError as error:
-        raise UsageError(f"trial {trial.number}: this version cannot build its spec ({error}); export it with the version that ran the search") from None
+        raise UsageError(f"trial {trial.number}: this version cannot build its spec ({error}); "
+                         "export it with the version that ran the search") from None
     where = f"weights of trial {trial.number}"
     blob = read_weights(study, trial, storage_url, artifacts)
     load_state(model, state_dict_from_bytes(blob, where), where)
@@ -448,7 +457,8 @@ def register_command(subparsers: Any) -> None:
 
     parser = subparsers.add_parser(
         "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
-        description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md and card.json.",
+        description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md "
+                    "and card.json.",
     )
     add_storage_options(parser)
     parser.add_argument("--trial", type=non_negative_int, help="trial number to export")

@@ -1,7 +1,11 @@
-"""The ``[requirements]`` table: minimum/maximum bounds on any metric an objective reports.
+"""The ``[requirements]`` table: minimum/maximum bounds on any metric an objective reports, and how a
+measured metric is judged against one.
 
 Kept apart from the config module because the training recipe's checks also need to know which
 objective a required metric belongs to (e.g. a required OOD metric means OOD sets are scored).
+During search a requirement acts on the point value (an Optuna constraint); ``nas verify`` and the
+card judge it on the metric's 95% interval: pass, fail, or inconclusive when the interval straddles
+the bound (:func:`requirement_verdict`).
 """
 from __future__ import annotations
 

@@ -315,6 +315,9 @@ def verify_export(
         results = experiment.score(model, context, staged=False)
     except ValueError as error:  # an objective refusing this model or data (e.g. OOD sets it was trained on)
         raise UsageError(f"cannot measure the export on the test split: {describe(error)}") from None
+    except SystemExit as stop:  # model.py's code, run by every forward pass, must not end verify with its code
+        raise UsageError(f"{folder / 'model.py'}: the model called exit({stop.code!r}) while it was scored; "
+                         f"{REEXPORT}") from None
     test = {name: result.to_json() for name, result in results.items()}
     return _report(folder, manifest, config, experiment, context, test, options, gap_tolerance)
 
@@ -412,12 +415,11 @@ def _print_report(report: dict[str, Any]) -> None:
                       Text(verdict.upper() if verdict in (FAIL, NOT_EVALUATED) else verdict or "",
                            styles.get(verdict, "")))
     console.print(table)
-    console.print("95% intervals: Wilson for accuracies, seeded bootstrap otherwise; none shown where the objective "
-                  "reports none (exact counts, or an objective without intervals). How each objective measured:")
+    console.print(f"Integrity: {report['integrity']}. 95% intervals: Wilson for accuracies, seeded bootstrap "
+                  "otherwise; none shown where the objective reports none (exact counts, or an objective without "
+                  "intervals). How each objective measured:", soft_wrap=True)
     for name, options in report["options"].items():
         console.print(f"  {name}: {how_measured(report['settings'].get(name) or {}, options)}", soft_wrap=True)
-    if report["format_version"] < 2:
-        console.print(f"note: {report['integrity']}", style="yellow")
     for row in report["metrics"]:
         if row["degraded"]:
             console.print(f"gap: {row['metric']} is {fmt_value(row['test'], row['test_interval'])} on test vs "

@@ -313,25 +313,35 @@ def test_older_exports_are_read_with_a_note(exported, capsys, tmp_path):
     assert code == 0 and "re-export it" in " ".join(out.split())
 
 
-RESEALED_MODEL_CODE = {  # model.py replaced and its checksum updated: the loading guards behind the checksum
-    "exits-0-at-import": ("import sys\nsys.exit(0)\n", "cannot be loaded (SystemExit"),
-    "raises-at-import": ("raise RuntimeError('boom')\n", "cannot be loaded (RuntimeError: boom"),
-    "no-build": ("import torch\n", "defines no build() function"),
-    "build-exits": ("def build(calibrated=False):\n    raise SystemExit(0)\n", "build() failed (SystemExit"),
-    "other-architecture": (None, "do not match the architecture"),
+EXITS_WHEN_SCORED = """
+
+_build = build
+
+
+def build(calibrated=False):
+    model = _build(calibrated)
+    model.register_forward_pre_hook(lambda module, inputs: __import__("sys").exit(0))
+    return model
+"""
+RESEALED_MODEL_CODE = {  # model.py replaced and its checksum updated: the guards behind the checksum
+    "exits-0-at-import": (lambda source, spec: "import sys\nsys.exit(0)\n", "cannot be loaded (SystemExit"),
+    "raises-at-import": (lambda source, spec: "raise RuntimeError('boom')\n", "cannot be loaded (RuntimeError: boom"),
+    "no-build": (lambda source, spec: "import torch\n", "defines no build() function"),
+    "build-exits": (lambda source, spec: "def build(calibrated=False):\n    raise SystemExit(0)\n",
+                    "build() failed (SystemExit"),
+    "other-architecture": (lambda source, spec: codegen.generate({**spec, "hidden": [w * 2 for w in spec["hidden"]]}),
+                           "do not match the architecture"),
+    "exits-when-scored": (lambda source, spec: source + EXITS_WHEN_SCORED, "called exit(0) while it was scored"),
 }
 
 
 @pytest.mark.parametrize("case", RESEALED_MODEL_CODE)
 def test_model_py_that_misbehaves_behind_a_valid_checksum(exported, capsys, tmp_path, case):
-    source, fragment = RESEALED_MODEL_CODE[case]
+    rewrite, fragment = RESEALED_MODEL_CODE[case]
     folder = _copy(exported, tmp_path)
-    manifest = json.loads((folder / "spec.json").read_text())
-    if source is None:  # a valid model.py of another width: keys agree, shapes do not
-        source = codegen.generate({**manifest["spec"], "hidden": [w * 2 for w in manifest["spec"]["hidden"]]})
-    (folder / "model.py").write_text(source)
-    blob = (folder / "model.py").read_bytes()
-    checksum = hashlib.sha256(blob).hexdigest()
+    spec = json.loads((folder / "spec.json").read_text())["spec"]
+    (folder / "model.py").write_text(rewrite((folder / "model.py").read_text(), spec))
+    checksum = hashlib.sha256((folder / "model.py").read_bytes()).hexdigest()
     _rewrite_manifest(folder, lambda manifest: manifest["sha256"].update({"model.py": checksum}))
     assert_usage_error(capsys, ["verify", str(folder)], str(folder / "model.py"), fragment)
 

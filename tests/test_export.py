@@ -29,7 +29,8 @@ from nas.study import Experiment, create_or_load, run_search
 
 DATA = {"name": "synthetic", "synthetic_size": 240}
 SPACES = {
-    "mlp-ensemble": {"name": "mlp", "depth": 1, "width": [16], "activation": ["gelu"], "batch_norm": [True], "ensemble": 2},
+    "mlp-ensemble": {"name": "mlp", "depth": 1, "width": [16], "activation": ["gelu"], "batch_norm": [True],
+                     "ensemble": 2},
     "cnn-cardinality": {"name": "cnn", "depth": 2, "channels": [8], "cardinality": [2], "pool": ["max"], "hidden": [16],
                         "batch_norm": [True], "ensemble": 1},
     "cnn-ensemble": {"name": "cnn", "depth": 1, "channels": [8], "cardinality": [4], "pool": ["avg"], "hidden": [0],
@@ -59,7 +60,8 @@ save_file({"logits": logits.contiguous()}, out)
 '''
 
 
-def run_study(storage: str, name: str, space: dict, n_trials: int = 1, requirements: dict | None = None) -> optuna.Study:
+def run_study(storage: str, name: str, space: dict, n_trials: int = 1,
+              requirements: dict | None = None) -> optuna.Study:
     """A tiny seeded study (synthetic 8x8 data, 2 epochs) run in-process; returns it."""
     raw = {
         "study": {"name": name, "storage": storage, "n_trials": n_trials, "sampler": "random", "device": "cpu"},
@@ -121,7 +123,8 @@ def test_exported_model_reproduces_the_scored_model_in_an_isolated_process(runs,
     script.write_text(ISOLATED_SCRIPT)
     site = str(Path(torch.__file__).resolve().parents[1])
     result = subprocess.run(
-        [sys.executable, "-I", "-S", str(script), site, str(folder), str(tmp_path / "inputs.safetensors"), str(tmp_path / "logits.safetensors")],
+        [sys.executable, "-I", "-S", str(script), site, str(folder), str(tmp_path / "inputs.safetensors"),
+         str(tmp_path / "logits.safetensors")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -152,7 +155,8 @@ def test_generated_source_compiles_and_imports_only_torch(runs, capsys, tmp_path
             imported.add((node.module or "").split(".")[0])
     assert "torch" in imported and imported <= {"torch", *sys.stdlib_module_names}, imported
     assert "def build(calibrated: bool = False)" in source.read_text()
-    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.py", "spec.json", "weights.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.py", "spec.json",
+                                                         "weights.safetensors"]
     manifest = json.loads((folder / "spec.json").read_text())
     trial = load_study(storage, name).trials[0]
     assert manifest["spec"] == trial.user_attrs["spec"] and manifest["recipe"] == trial.user_attrs["recipe"]
@@ -171,16 +175,22 @@ def _randomise_batch_norm(model: torch.nn.Module) -> None:
 
 
 CODEGEN_SPECS = {
-    "cnn-1d-card4-bn": {"space": "cnn", "blocks": [{"channels": 8, "kernel": 5, "pool": "max"}, {"channels": 16, "kernel": 3, "pool": "none"}],
-                        "cardinality": 4, "batch_norm": True, "activation": "silu", "dropout": 0.1, "hidden": 12, "ensemble": 1,
+    "cnn-1d-card4-bn": {"space": "cnn", "blocks": [{"channels": 8, "kernel": 5, "pool": "max"},
+                                                   {"channels": 16, "kernel": 3, "pool": "none"}],
+                        "cardinality": 4, "batch_norm": True, "activation": "silu", "dropout": 0.1, "hidden": 12,
+                        "ensemble": 1,
                         "input_shape": [1, 40], "num_classes": 10, "normalize": {"mean": [0.1], "std": [0.9]}},
-    "cnn-2d-rgb-ensemble": {"space": "cnn", "blocks": [{"channels": 4, "kernel": 1, "pool": "avg"}, {"channels": 4, "kernel": 7, "pool": "max"}],
-                            "cardinality": 2, "batch_norm": False, "activation": "leaky_relu", "dropout": 0.0, "hidden": 0, "ensemble": 3,
-                            "input_shape": [3, 9, 7], "num_classes": 3, "normalize": {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}},
+    "cnn-2d-rgb-ensemble": {"space": "cnn", "blocks": [{"channels": 4, "kernel": 1, "pool": "avg"},
+                                                       {"channels": 4, "kernel": 7, "pool": "max"}],
+                            "cardinality": 2, "batch_norm": False, "activation": "leaky_relu", "dropout": 0.0,
+                            "hidden": 0, "ensemble": 3, "input_shape": [3, 9, 7], "num_classes": 3,
+                            "normalize": {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}},
     "cnn-pools-past-1px": {"space": "cnn", "blocks": [{"channels": 6, "kernel": 3, "pool": "max"}] * 4,
-                           "cardinality": 1, "batch_norm": False, "activation": "tanh", "dropout": 0.0, "hidden": 0, "ensemble": 1,
+                           "cardinality": 1, "batch_norm": False, "activation": "tanh", "dropout": 0.0, "hidden": 0,
+                           "ensemble": 1,
                            "input_shape": [1, 5, 5], "num_classes": 2},
-    "mlp-1d": {"space": "mlp", "hidden": [12, 6, 4], "activation": "tanh", "dropout": 0.3, "batch_norm": False, "ensemble": 1,
+    "mlp-1d": {"space": "mlp", "hidden": [12, 6, 4], "activation": "tanh", "dropout": 0.3, "batch_norm": False,
+               "ensemble": 1,
                "input_shape": [2, 20], "num_classes": 5, "normalize": {"mean": [0.0, 1.0], "std": [1.0, 2.0]}},
 }
 
@@ -234,7 +244,8 @@ def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tm
             shape = [[1, 12, 12], [3, 9, 7], [2, 30]][index % 3]
             spec = {**space.sample(study.ask(), {**limits, "ensemble": 1 + index % 2, "depth": 1 + index % 3}),
                     "input_shape": shape, "num_classes": 3 + index,
-                    "normalize": {"mean": [0.1 * c for c in range(shape[0])], "std": [0.5 + c for c in range(shape[0])]}}
+                    "normalize": {"mean": [0.1 * c for c in range(shape[0])],
+                                  "std": [0.5 + c for c in range(shape[0])]}}
             cases.append(spec)
     for index, spec in enumerate(cases):
         torch.manual_seed(index)
@@ -261,13 +272,15 @@ def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tm
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_extra_formats_give_the_same_logits(runs, capsys, tmp_path):
     root, storage = runs
-    folder = _export(capsys, storage, "cnn-ensemble", tmp_path / "out", "--trial", "0", "--format", "export", "--format", "torchscript")
+    folder = _export(capsys, storage, "cnn-ensemble", tmp_path / "out", "--trial", "0", "--format", "export",
+                     "--format", "torchscript")
     model = search_spaces.build(json.loads((folder / "spec.json").read_text())["spec"])
     model.load_state_dict(load_file(str(folder / "weights.safetensors")))
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():
         expected = model.eval()(x)
-        torch.testing.assert_close(torch.export.load(str(folder / "model.pt2")).module()(x), expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(torch.export.load(str(folder / "model.pt2")).module()(x), expected,
+                                   atol=1e-6, rtol=0)
         torch.testing.assert_close(torch.jit.load(str(folder / "model.torchscript.pt"))(x), expected, atol=1e-6, rtol=0)
 
 
@@ -352,14 +365,17 @@ def test_pick_selects_by_metric_and_feasibility(runs):
     root, storage = runs
     study = load_study(storage, "mixed")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    accuracy = {t.number: t.user_attrs["metrics"]["accuracy"] for t in complete if "accuracy" in t.user_attrs["metrics"]}
+    accuracy = {t.number: t.user_attrs["metrics"]["accuracy"] for t in complete
+                if "accuracy" in t.user_attrs["metrics"]}
     top = max(accuracy.values())
     assert pick_trial(study, "max:accuracy").number == min(n for n, a in accuracy.items() if a == top)
     assert pick_trial(study, "max accuracy").number == pick_trial(study, "MAX:accuracy").number
     feasible = [t for t in complete if t.user_attrs["feasible"]]
     chosen = pick_trial(study, "max:params where feasible")
-    assert chosen.user_attrs["feasible"] and chosen.user_attrs["metrics"]["params"] == max(t.user_attrs["metrics"]["params"] for t in feasible)
-    assert pick_trial(study, "min:params").user_attrs["metrics"]["params"] == min(t.user_attrs["metrics"]["params"] for t in complete)
+    assert chosen.user_attrs["feasible"]
+    assert chosen.user_attrs["metrics"]["params"] == max(t.user_attrs["metrics"]["params"] for t in feasible)
+    smallest = min(t.user_attrs["metrics"]["params"] for t in complete)
+    assert pick_trial(study, "min:params").user_attrs["metrics"]["params"] == smallest
 
 
 def test_export_api_builds_the_folder_the_dashboard_zips(runs, tmp_path):
@@ -408,9 +424,10 @@ def copied(runs, tmp_path):
 
 def test_bad_input_unknown_study_or_trial(runs, capsys, tmp_path):
     root, storage = runs
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "nope", "--trial", "0"], "no study named 'nope'", "mixed")
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "mixed", "--trial", "99"], "no trial 99", "trials 0-5")
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "mixed"], "exactly one of --trial N or --pick")
+    base = ["export", "--storage", storage, "--study-name"]
+    assert_usage_error(capsys, [*base, "nope", "--trial", "0"], "no study named 'nope'", "mixed")
+    assert_usage_error(capsys, [*base, "mixed", "--trial", "99"], "no trial 99", "trials 0-5")
+    assert_usage_error(capsys, [*base, "mixed"], "exactly one of --trial N or --pick")
 
 
 def test_bad_input_trial_not_complete(copied, capsys):
@@ -425,7 +442,8 @@ def test_bad_input_spec_this_version_cannot_build(copied, capsys):
     study = load_study(copied, "mixed")
     spec = {**study.trials[0].user_attrs["spec"], "space": "transformer"}
     study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0], user_attrs={"spec": spec, "weights_artifact": "x"}))
-    assert_usage_error(capsys, ["export", "--storage", copied, "--study-name", "mixed", "--trial", str(study.trials[-1].number)],
+    number = str(study.trials[-1].number)
+    assert_usage_error(capsys, ["export", "--storage", copied, "--study-name", "mixed", "--trial", number],
                        "cannot build its spec", "unknown search space 'transformer'")
 
 
@@ -433,13 +451,16 @@ def test_bad_input_missing_or_corrupt_weights(runs, capsys, tmp_path):
     root, storage = runs
     base = ["export", "--storage", storage, "--study-name", "mixed", "--trial", "0"]
     (tmp_path / "empty").mkdir()
-    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "empty"), "--out", str(tmp_path / "a")], "are missing from")
-    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "absent"), "--out", str(tmp_path / "b")], "artifact folder not found")
+    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "empty"), "--out", str(tmp_path / "a")],
+                       "are missing from")
+    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "absent"), "--out", str(tmp_path / "b")],
+                       "artifact folder not found")
     artifacts = tmp_path / "artifacts"
     shutil.copytree(root / "artifacts", artifacts)
     weights = artifacts / load_study(storage, "mixed").trials[0].user_attrs["weights_artifact"]
     weights.write_bytes(weights.read_bytes()[:100])
-    assert_usage_error(capsys, [*base, "--artifacts", str(artifacts), "--out", str(tmp_path / "c")], "weights of trial 0 are corrupt")
+    assert_usage_error(capsys, [*base, "--artifacts", str(artifacts), "--out", str(tmp_path / "c")],
+                       "weights of trial 0 are corrupt")
     assert not (tmp_path / "c").exists()
 
 
@@ -448,13 +469,14 @@ def test_bad_input_selector_format_and_output(runs, capsys, tmp_path):
     base = ["export", "--storage", storage, "--study-name", "mixed"]
     assert_usage_error(capsys, [*base, "--pick", "best accuracy"], "is not a selector", "max:METRIC")
     assert_usage_error(capsys, [*base, "--pick", "max:speed"], "unknown metric 'speed'", "allowed: accuracy")
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "impossible", "--pick", "min:params where feasible"],
-                       "meets every requirement")
+    impossible = ["export", "--storage", storage, "--study-name", "impossible"]
+    assert_usage_error(capsys, [*impossible, "--pick", "min:params where feasible"], "meets every requirement")
     assert_usage_error(capsys, [*base, "--trial", "0", "--format", "pdf"], "invalid choice: 'pdf'")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert_usage_error(capsys, [*base, "--trial", "0", "--out", str(tmp_path / "busy")], "is not empty")
-    assert_usage_error(capsys, [*base, "--trial", "0", "--out", str(tmp_path / "busy"), "--force"], "not an export folder")
+    assert_usage_error(capsys, [*base, "--trial", "0", "--out", str(tmp_path / "busy"), "--force"],
+                       "not an export folder")
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
     if not all(map(__import__("importlib").util.find_spec, ("onnx", "onnxscript"))):
         assert_usage_error(capsys, [*base, "--trial", "0", "--format", "onnx"], "needs the", "--format export")

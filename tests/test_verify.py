@@ -61,11 +61,13 @@ def test_verify_scores_the_held_out_test_split(exported):
 def test_exit_codes_gate_on_requirements(exported, nas_cli, tmp_path):
     report = verify_export(exported)
     accuracy = next(row["test"] for row in report["metrics"] if row["metric"] == "accuracy")
-    reachable = _write(tmp_path / "pass.toml", f"[requirements]\naccuracy = {{ min = {accuracy - 0.01} }}\nparams = {{ max = 1e6 }}\n")
+    reachable = _write(tmp_path / "pass.toml",
+                       f"[requirements]\naccuracy = {{ min = {accuracy - 0.01} }}\nparams = {{ max = 1e6 }}\n")
     result = nas_cli("verify", str(exported), "--requirements", reachable, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout
-    above = _write(tmp_path / "fail.toml", f"[requirements]\naccuracy = {{ min = {accuracy + 0.005} }}\nparams = {{ max = 1e6 }}\n")
+    above = _write(tmp_path / "fail.toml",
+                   f"[requirements]\naccuracy = {{ min = {accuracy + 0.005} }}\nparams = {{ max = 1e6 }}\n")
     result = nas_cli("verify", str(exported), "--requirements", above, "--json", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     verdict = json.loads(result.stdout)
@@ -101,13 +103,16 @@ def test_example_requirements_file_is_valid():
     ("[requirements\n", ["is not valid TOML"]),
 ])
 def test_bad_requirements_file(exported, capsys, tmp_path, text, fragments):
-    assert_usage_error(capsys, ["verify", str(exported), "--requirements", _write(tmp_path / "r.toml", text)], *fragments)
+    assert_usage_error(capsys, ["verify", str(exported), "--requirements", _write(tmp_path / "r.toml", text)],
+                       *fragments)
 
 
 def test_bad_input_folder_spec_and_weights(exported, capsys, tmp_path):
     assert_usage_error(capsys, ["verify", str(tmp_path / "absent")], "is not a folder")
-    assert_usage_error(capsys, ["verify", str(exported), "--requirements", str(tmp_path / "absent.toml")], "does not exist")
-    assert_usage_error(capsys, ["verify", str(exported), "--gap-tolerance", "-1"], "--gap-tolerance must be a number >= 0")
+    assert_usage_error(capsys, ["verify", str(exported), "--requirements", str(tmp_path / "absent.toml")],
+                       "does not exist")
+    assert_usage_error(capsys, ["verify", str(exported), "--gap-tolerance", "-1"],
+                       "--gap-tolerance must be a number >= 0")
     copy = tmp_path / "copy"
     shutil.copytree(exported, copy)
     weights = copy / "weights.safetensors"
