@@ -40,7 +40,6 @@ from .study import Experiment
 # tolerance (0 by default) further ignores significant but negligible ones.
 DEFAULT_GAP_TOLERANCE = 0.0
 DEFAULT_ATTACK_SAMPLES = 1000
-Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 # --FLAG (as verify_export's keyword) -> the objective whose sample budgets it sets
 BUDGET_FLAGS = {"attack_samples": "adversarial", "ood_samples": "ood"}
 EXPORT_HINT = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
