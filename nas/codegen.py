@@ -43,6 +43,10 @@ Usage (weights.safetensors sits next to this file; reading it needs the `safeten
     model.load_state_dict(load_file("weights.safetensors"))
     model.eval()
     probabilities = torch.softmax(model(inputs), dim=1)
+
+build(calibrated=True) divides the output by TEMPERATURE (temperature scaling, fitted on the validation
+split by the search): the same predictions, with confidences that match accuracy better. TEMPERATURE is
+None when the search fitted none.
 """
 '''
 
@@ -58,10 +62,25 @@ _BUILD = '''
 # The architecture spec's constructor arguments ({model} of search space {space!r}).
 ARGUMENTS = {arguments}
 
+# Fitted on the validation split; build(calibrated=True) divides the output by it. None: not fitted.
+TEMPERATURE = {temperature}
 
-def build() -> nn.Module:
-    """The exported architecture with fresh weights; load weights.safetensors into it."""
-    return {expression}
+
+def _divide_by_temperature(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return output / TEMPERATURE
+
+
+def build(calibrated: bool = False) -> nn.Module:
+    """The exported architecture with fresh weights; load weights.safetensors into it.
+
+    calibrated=True divides its output by TEMPERATURE (the state-dict keys stay the same).
+    """
+    model = {expression}
+    if calibrated:
+        if TEMPERATURE is None:
+            raise ValueError("no temperature was fitted for this model (the search did not measure calibration)")
+        model.register_forward_hook(_divide_by_temperature)
+    return model
 '''
 
 _DOCSTRING_UNSAFE = re.compile(r"[^\w .,:;()+=/-]")
@@ -104,7 +123,8 @@ def _definitions(module: ModuleType, imports: dict[str, set[str]]) -> dict[str, 
             modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
             roots = {name.split(".")[0] for name in modules}
             if not roots <= {"torch", *sys.stdlib_module_names}:
-                raise SpecError(f"{module.__name__} imports {', '.join(sorted(roots))}: model modules may import only torch")
+                raise SpecError(f"{module.__name__} imports {', '.join(sorted(roots))}: "
+                                "model modules may import only torch")
             if isinstance(node, ast.Import):
                 imports.update({f"import {name}": set() for name in modules})
             else:
@@ -136,7 +156,8 @@ def _import_lines(imports: dict[str, set[str]]) -> str:
     def is_torch(statement: str) -> bool:
         return statement.split()[1].split(".")[0] == "torch"
 
-    order = sorted(imports, key=lambda statement: (is_torch(statement), statement.split()[1], statement.startswith("from")))
+    order = sorted(imports,
+                   key=lambda statement: (is_torch(statement), statement.split()[1], statement.startswith("from")))
     lines = [line(statement) for statement in order]
     first_torch = next((i for i, statement in enumerate(order) if is_torch(statement)), len(order))
     return "\n".join(lines[:first_torch] + ([""] if 0 < first_torch < len(lines) else []) + lines[first_torch:])
@@ -163,8 +184,11 @@ def _needed(roots: list[str], definitions: dict[str, _Definition]) -> list[str]:
     return [name for name in definitions if name in needed]
 
 
-def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin: dict[str, Any] | None = None) -> str:
+def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin: dict[str, Any] | None = None,
+             temperature: float | None = None) -> str:
     """Python source of a module whose ``build()`` is ``search_spaces.build(spec)``, class for class.
+
+    ``temperature`` (fitted on the validation split) becomes ``TEMPERATURE``, applied by ``build(calibrated=True)``.
 
     Text that comes from storage or data (class names, ``origin`` such as the study name and trial number) and
     the spec's values reach the source only as ``repr()`` literals, after the space validated the spec.
@@ -188,14 +212,16 @@ def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin:
     roots = [model, "nn"] + (["Ensemble"] if ensemble > 1 else [])
     body = _body(_needed(roots, definitions), definitions)
     summary = search_spaces.summary(spec)
-    expression = f"{model}(**ARGUMENTS)" if ensemble == 1 else f"Ensemble([{model}(**ARGUMENTS) for _ in range({ensemble})])"
+    expression = (f"{model}(**ARGUMENTS)" if ensemble == 1
+                  else f"Ensemble([{model}(**ARGUMENTS) for _ in range({ensemble})])")
     return (
         _HEADER.format(summary=_docstring_text(summary), shape=", ".join(map(str, shape)),
-                       ensemble_note="\n(for this ensemble: the log of the members' mean softmax)" if ensemble > 1 else "")
+                       ensemble_note="\n(for this ensemble: the log of the members' mean softmax)" if ensemble > 1
+                       else "")
         + _import_lines(imports) + "\n"
         + _CONSTANTS.format(architecture=repr(summary), origin=repr(_literal(origin)), input_shape=repr(tuple(shape)),
                             class_names=repr([str(name) for name in names]))
         + "\n\n" + body + "\n"
         + _BUILD.format(model=model, space=space.name, arguments=pprint.pformat(arguments, width=110, sort_dicts=False),
-                        expression=expression)
+                        expression=expression, temperature=repr(None if temperature is None else float(temperature)))
     )

@@ -1,9 +1,11 @@
 """``nas export``: one trial becomes a self-contained folder a person can ship.
 
 The folder holds ``model.py`` (readable PyTorch source that imports only torch), ``weights.safetensors``
-(the trained weights, no pickle), ``spec.json`` (spec, recipe, preprocessing, seed, config hash and the
-experiment config ``nas verify`` needs) and the robustness card (``card.md``/``card.json``).
-Everything is read from the trial's user attributes and its weights artifact; no model is unpickled.
+(the trained weights, no pickle), ``spec.json`` (spec, recipe, preprocessing, seed, config hash, the validation
+results with their intervals and the experiment config ``nas verify`` needs) and the robustness card
+(``card.md``/``card.json``). Everything is read from the trial's user attributes and its weights artifact; no
+model is unpickled. ``spec.json`` holds the sha256 of every other file of the folder and of its own content
+(``manifest_sha256``), so ``nas verify`` notices a file changed or damaged after export.
 
 Example::
 
@@ -19,6 +21,7 @@ import hashlib
 import importlib.util
 import itertools
 import json
+import math
 import re
 import shutil
 import sys
@@ -50,7 +53,9 @@ from .storage import default_artifact_dir, is_artifact_id, load_study, strip_cre
 from .study import CONFIG_ATTR, stored_config
 
 EXPORT_FORMAT = "robust-nas-export"
-FORMAT_VERSION = 1
+# 2: per-file checksums (``sha256``) and the manifest's own (``manifest_sha256``), validation intervals
+# (``validation_objectives``), the fitted temperature (``calibration``). Format 1 exports are still read.
+FORMAT_VERSION = 2
 REQUIRED_FILES = ("model.py", "weights.safetensors", "spec.json")
 # --format NAME -> file written next to model.py
 EXTRA_FORMATS = {"export": "model.pt2", "onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -71,7 +76,8 @@ def get_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     by_number = {t.number: t for t in trials}
     if number not in by_number:
         span = f"trials 0-{len(trials) - 1}" if trials else "no trials"
-        raise UsageError(f"no trial {number} in study '{study.study_name}' (it has {span}); COMPLETE trials: {_numbers(complete)}")
+        raise UsageError(f"no trial {number} in study '{study.study_name}' (it has {span}); "
+                         f"COMPLETE trials: {_numbers(complete)}")
     trial = by_number[number]
     if trial.state != TrialState.COMPLETE:
         reason = trial.user_attrs.get("fail_reason")
@@ -100,8 +106,10 @@ def pick_trial(study: optuna.Study, selector: str) -> optuna.trial.FrozenTrial:
     if not complete:
         raise UsageError(f"study '{study.study_name}' has no COMPLETE trial to pick from")
     if metric not in metrics:
-        raise UsageError(f"--pick: unknown metric '{metric}' in study '{study.study_name}'; allowed: {', '.join(metrics)}")
-    candidates = [t for t in complete if metric in t.user_attrs.get("metrics", {}) and (is_feasible(t) or not feasible_only)]
+        raise UsageError(f"--pick: unknown metric '{metric}' in study '{study.study_name}'; "
+                         f"allowed: {', '.join(metrics)}")
+    candidates = [t for t in complete
+                  if metric in t.user_attrs.get("metrics", {}) and (is_feasible(t) or not feasible_only)]
     if not candidates:
         raise UsageError(
             f"--pick: no COMPLETE trial of study '{study.study_name}' meets every requirement; "
@@ -122,15 +130,17 @@ def _artifact_dirs(study: optuna.Study, storage_url: str | None, artifacts: str 
 
 
 def read_weights(
-    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str | None = None, artifacts: str | Path | None = None
+    study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str | None = None,
+    artifacts: str | Path | None = None,
 ) -> bytes:
     """The trial's safetensors bytes from the artifact store, or a one-line :class:`UsageError`."""
     artifact_id = trial.user_attrs.get("weights_artifact")
     if not artifact_id:
-        raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); re-run it with 'nas search'")
+        raise UsageError(f"trial {trial.number} has no stored weights (user attr 'weights_artifact' missing); "
+                         "re-run it with 'nas search'")
     if not is_artifact_id(artifact_id):
-        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id (it would name a "
-                         "path outside the artifact folder); the study's storage was altered")
+        raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id "
+                         "(it would name a path outside the artifact folder); the study's storage was altered")
     folders = _artifact_dirs(study, storage_url, artifacts)
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
@@ -240,7 +250,8 @@ def _check_formats(formats: Iterable[str]) -> list[str]:
         if missing:
             raise UsageError(
                 f"--format onnx needs the {' and '.join(missing)} package(s), which are not installed; "
-                f"install them (pip install {' '.join(missing)}) or use --format export (torch.export, no extra package)"
+                f"install them (pip install {' '.join(missing)}) or use --format export (torch.export, no extra "
+                "package)"
             )
     return formats
 
@@ -267,9 +278,11 @@ def _check_output(out_dir: Path, force: bool) -> None:
     if not any(out_dir.iterdir()):
         return
     if not force:
-        raise UsageError(f"--out {out_dir} exists and is not empty; pass --force to replace an earlier export, or choose another --out")
+        raise UsageError(f"--out {out_dir} exists and is not empty; pass --force to replace an earlier export, "
+                         "or choose another --out")
     if not is_export(out_dir):
-        raise UsageError(f"refusing to replace {out_dir}: it is not an export folder (no spec.json written by 'nas export')")
+        raise UsageError(f"refusing to replace {out_dir}: it is not an export folder "
+                         "(no spec.json written by 'nas export')")
 
 
 def is_export(folder: Path) -> bool:
@@ -279,6 +292,26 @@ def is_export(folder: Path) -> bool:
     except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return False
     return isinstance(manifest, dict) and manifest.get("format") == EXPORT_FORMAT
+
+
+def file_checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file of an export folder but spec.json, which records them."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.iterdir()) if path.is_file() and path.name != "spec.json"}
+
+
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """sha256 of spec.json's content without its own ``manifest_sha256`` entry (canonical JSON)."""
+    content = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def fitted_temperature(metrics: dict[str, Any]) -> float | None:
+    """The temperature the calibration objective fitted on the validation split, when the trial measured one."""
+    value = metrics.get("calibration.temperature")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+        return float(value)
+    return None
 
 
 def export_trial(
@@ -313,7 +346,8 @@ def export_trial(
     try:
         model = search_spaces.build(spec)
     except search_spaces.SpecError as error:
-        raise UsageError(f"trial {trial.number}: this version cannot build its spec ({error}); export it with the version that ran the search") from None
+        raise UsageError(f"trial {trial.number}: this version cannot build its spec ({error}); "
+                         "export it with the version that ran the search") from None
     where = f"weights of trial {trial.number}"
     blob = read_weights(study, trial, storage_url, artifacts)
     load_state(model, state_dict_from_bytes(blob, where), where)
@@ -322,9 +356,11 @@ def export_trial(
     stored = study.user_attrs.get(CONFIG_ATTR) or {}
     config = stored_config(study, strip_credentials(storage_url or stored.get("study", {}).get("storage", "")))
     data = _dataset_info(config, data_dir)
+    validation_metrics = trial.user_attrs.get("metrics", {})
+    temperature = fitted_temperature(validation_metrics)
     try:
         source = codegen.generate(spec, class_names=data.get("class_names"),
-                                  origin={"study": study.study_name, "trial": trial.number})
+                                  origin={"study": study.study_name, "trial": trial.number}, temperature=temperature)
     except search_spaces.SpecError as error:
         raise UsageError(f"trial {trial.number}: {error}") from None
 
@@ -341,8 +377,15 @@ def export_trial(
         exported.eval()
         example = torch.rand(4, *spec["input_shape"], generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
-            if not torch.allclose(exported(example), model(example), atol=1e-6, rtol=0.0):
-                raise RuntimeError(f"internal error: generated model.py does not reproduce trial {trial.number}; please report this spec: {json.dumps(spec)}")
+            logits = model(example)
+            reproduced = torch.allclose(exported(example), logits, atol=1e-6, rtol=0.0)
+            if temperature is not None:  # build(calibrated=True): the same logits divided by the temperature
+                calibrated = generated.build(calibrated=True)
+                calibrated.load_state_dict(exported.state_dict())
+                reproduced &= torch.allclose(calibrated.eval()(example), logits / temperature, atol=1e-6, rtol=0.0)
+            if not reproduced:
+                raise RuntimeError(f"internal error: generated model.py does not reproduce trial {trial.number}; "
+                                   f"please report this spec: {json.dumps(spec)}")
         for name in formats:
             _write_format(name, exported, example, staging)
         card = build_card(study, trial, config, model, data)
@@ -358,12 +401,17 @@ def export_trial(
             "spec": spec, "spec_summary": search_spaces.summary(spec), "recipe": trial.user_attrs.get("recipe", {}),
             "seed": trial.user_attrs.get("seed"), "config_hash": trial.user_attrs.get("config_hash"),
             "preprocessing": preprocessing,
-            "validation_metrics": trial.user_attrs.get("metrics", {}),
+            "validation_metrics": validation_metrics,
+            "validation_objectives": trial.user_attrs.get("objectives", {}),
+            "calibration": {"temperature": temperature},
             "feasible": is_feasible(trial),
             "weights": {"file": "weights.safetensors", "sha256": hashlib.sha256(blob).hexdigest()},
             "files": sorted(p.name for p in staging.iterdir()) + ["spec.json"],
+            "sha256": file_checksums(staging),
             "experiment": config,
         }
+        manifest = json.loads(json.dumps(manifest))  # checksummed as verify will read it back
+        manifest["manifest_sha256"] = manifest_checksum(manifest)
         (staging / "spec.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         if out_dir.exists():
             shutil.rmtree(out_dir) if any(out_dir.iterdir()) else out_dir.rmdir()
@@ -409,7 +457,8 @@ def register_command(subparsers: Any) -> None:
 
     parser = subparsers.add_parser(
         "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
-        description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md and card.json.",
+        description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md "
+                    "and card.json.",
     )
     add_storage_options(parser)
     parser.add_argument("--trial", type=non_negative_int, help="trial number to export")

@@ -21,7 +21,7 @@ from nas import codegen
 from nas import config as config_module
 from nas import data as data_module
 from nas import optuna_compat
-from nas.card import pareto_rank
+from nas.card import pareto_rank, row_names
 from nas.cli import main
 from nas.errors import UsageError
 from nas.export import export_trial, load_model_source, pick_trial, read_weights
@@ -30,7 +30,8 @@ from nas.study import Experiment, create_or_load, run_search
 
 DATA = {"name": "synthetic", "synthetic_size": 240}
 SPACES = {
-    "mlp-ensemble": {"name": "mlp", "depth": 1, "width": [16], "activation": ["gelu"], "batch_norm": [True], "ensemble": 2},
+    "mlp-ensemble": {"name": "mlp", "depth": 1, "width": [16], "activation": ["gelu"], "batch_norm": [True],
+                     "ensemble": 2},
     "cnn-cardinality": {"name": "cnn", "depth": 2, "channels": [8], "cardinality": [2], "pool": ["max"], "hidden": [16],
                         "batch_norm": [True], "ensemble": 1},
     "cnn-ensemble": {"name": "cnn", "depth": 1, "channels": [8], "cardinality": [4], "pool": ["avg"], "hidden": [0],
@@ -60,7 +61,8 @@ save_file({"logits": logits.contiguous()}, out)
 '''
 
 
-def run_study(storage: str, name: str, space: dict, n_trials: int = 1, requirements: dict | None = None) -> optuna.Study:
+def run_study(storage: str, name: str, space: dict, n_trials: int = 1,
+              requirements: dict | None = None) -> optuna.Study:
     """A tiny seeded study (synthetic 8x8 data, 2 epochs) run in-process; returns it."""
     raw = {
         "study": {"name": name, "storage": storage, "n_trials": n_trials, "sampler": "random", "device": "cpu"},
@@ -122,7 +124,8 @@ def test_exported_model_reproduces_the_scored_model_in_an_isolated_process(runs,
     script.write_text(ISOLATED_SCRIPT)
     site = str(Path(torch.__file__).resolve().parents[1])
     result = subprocess.run(
-        [sys.executable, "-I", "-S", str(script), site, str(folder), str(tmp_path / "inputs.safetensors"), str(tmp_path / "logits.safetensors")],
+        [sys.executable, "-I", "-S", str(script), site, str(folder), str(tmp_path / "inputs.safetensors"),
+         str(tmp_path / "logits.safetensors")],
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -152,8 +155,9 @@ def test_generated_source_compiles_and_imports_only_torch(runs, capsys, tmp_path
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert "torch" in imported and imported <= {"torch", *sys.stdlib_module_names}, imported
-    assert "def build()" in source.read_text()
-    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.py", "spec.json", "weights.safetensors"]
+    assert "def build(calibrated: bool = False)" in source.read_text()
+    assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.py", "spec.json",
+                                                         "weights.safetensors"]
     manifest = json.loads((folder / "spec.json").read_text())
     trial = load_study(storage, name).trials[0]
     assert manifest["spec"] == trial.user_attrs["spec"] and manifest["recipe"] == trial.user_attrs["recipe"]
@@ -172,16 +176,22 @@ def _randomise_batch_norm(model: torch.nn.Module) -> None:
 
 
 CODEGEN_SPECS = {
-    "cnn-1d-card4-bn": {"space": "cnn", "blocks": [{"channels": 8, "kernel": 5, "pool": "max"}, {"channels": 16, "kernel": 3, "pool": "none"}],
-                        "cardinality": 4, "batch_norm": True, "activation": "silu", "dropout": 0.1, "hidden": 12, "ensemble": 1,
+    "cnn-1d-card4-bn": {"space": "cnn", "blocks": [{"channels": 8, "kernel": 5, "pool": "max"},
+                                                   {"channels": 16, "kernel": 3, "pool": "none"}],
+                        "cardinality": 4, "batch_norm": True, "activation": "silu", "dropout": 0.1, "hidden": 12,
+                        "ensemble": 1,
                         "input_shape": [1, 40], "num_classes": 10, "normalize": {"mean": [0.1], "std": [0.9]}},
-    "cnn-2d-rgb-ensemble": {"space": "cnn", "blocks": [{"channels": 4, "kernel": 1, "pool": "avg"}, {"channels": 4, "kernel": 7, "pool": "max"}],
-                            "cardinality": 2, "batch_norm": False, "activation": "leaky_relu", "dropout": 0.0, "hidden": 0, "ensemble": 3,
-                            "input_shape": [3, 9, 7], "num_classes": 3, "normalize": {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}},
+    "cnn-2d-rgb-ensemble": {"space": "cnn", "blocks": [{"channels": 4, "kernel": 1, "pool": "avg"},
+                                                       {"channels": 4, "kernel": 7, "pool": "max"}],
+                            "cardinality": 2, "batch_norm": False, "activation": "leaky_relu", "dropout": 0.0,
+                            "hidden": 0, "ensemble": 3, "input_shape": [3, 9, 7], "num_classes": 3,
+                            "normalize": {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.25, 0.3]}},
     "cnn-pools-past-1px": {"space": "cnn", "blocks": [{"channels": 6, "kernel": 3, "pool": "max"}] * 4,
-                           "cardinality": 1, "batch_norm": False, "activation": "tanh", "dropout": 0.0, "hidden": 0, "ensemble": 1,
+                           "cardinality": 1, "batch_norm": False, "activation": "tanh", "dropout": 0.0, "hidden": 0,
+                           "ensemble": 1,
                            "input_shape": [1, 5, 5], "num_classes": 2},
-    "mlp-1d": {"space": "mlp", "hidden": [12, 6, 4], "activation": "tanh", "dropout": 0.3, "batch_norm": False, "ensemble": 1,
+    "mlp-1d": {"space": "mlp", "hidden": [12, 6, 4], "activation": "tanh", "dropout": 0.3, "batch_norm": False,
+               "ensemble": 1,
                "input_shape": [2, 20], "num_classes": 5, "normalize": {"mean": [0.0, 1.0], "std": [1.0, 2.0]}},
 }
 
@@ -235,7 +245,8 @@ def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tm
             shape = [[1, 12, 12], [3, 9, 7], [2, 30]][index % 3]
             spec = {**space.sample(study.ask(), {**limits, "ensemble": 1 + index % 2, "depth": 1 + index % 3}),
                     "input_shape": shape, "num_classes": 3 + index,
-                    "normalize": {"mean": [0.1 * c for c in range(shape[0])], "std": [0.5 + c for c in range(shape[0])]}}
+                    "normalize": {"mean": [0.1 * c for c in range(shape[0])],
+                                  "std": [0.5 + c for c in range(shape[0])]}}
             cases.append(spec)
     for index, spec in enumerate(cases):
         torch.manual_seed(index)
@@ -262,13 +273,15 @@ def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tm
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_extra_formats_give_the_same_logits(runs, capsys, tmp_path):
     root, storage = runs
-    folder = _export(capsys, storage, "cnn-ensemble", tmp_path / "out", "--trial", "0", "--format", "export", "--format", "torchscript")
+    folder = _export(capsys, storage, "cnn-ensemble", tmp_path / "out", "--trial", "0", "--format", "export",
+                     "--format", "torchscript")
     model = search_spaces.build(json.loads((folder / "spec.json").read_text())["spec"])
     model.load_state_dict(load_file(str(folder / "weights.safetensors")))
     x = torch.rand(5, 1, 8, 8)
     with torch.no_grad():
         expected = model.eval()(x)
-        torch.testing.assert_close(torch.export.load(str(folder / "model.pt2")).module()(x), expected, atol=1e-6, rtol=0)
+        torch.testing.assert_close(torch.export.load(str(folder / "model.pt2")).module()(x), expected,
+                                   atol=1e-6, rtol=0)
         torch.testing.assert_close(torch.jit.load(str(folder / "model.torchscript.pt"))(x), expected, atol=1e-6, rtol=0)
 
 
@@ -318,22 +331,25 @@ def test_card_reports_requirements_rank_and_plain_summary(runs, capsys, tmp_path
         card = json.loads((folder / "card.json").read_text())
         markdown = (folder / "card.md").read_text()
         (row,) = card["requirements"]["table"]
-        assert row["metric"] == "params" and row["pass"] is trial.user_attrs["feasible"] and row["max"] == PARAMS_CAP
-        rows = {r["name"]: r for r in card["objectives"]}
+        assert row["metric"] == "params" and row["max"] == PARAMS_CAP and row["interval"] is None  # an exact count
+        assert (row["verdict"] == "pass") is trial.user_attrs["feasible"]
+        rows = {name: r for r in card["metrics"] for name in row_names(r)}
         assert rows["params"]["value"] == trial.user_attrs["metrics"]["params"]
         # staged evaluation: once the cheap params requirement fails, accuracy is skipped and the card says so
         assert rows["accuracy"]["skipped"] is not trial.user_attrs["feasible"]
-        assert rows["accuracy"]["value"] == trial.user_attrs["objectives"]["accuracy"]["value"]
+        assert rows["accuracy"]["value"] == trial.user_attrs["metrics"].get("accuracy")
         assert card["pareto"]["n_complete"] == len(complete)
         assert card["data"]["class_names"] == ["top", "bottom", "left", "right"] and card["data"]["val_size"] > 0
         assert card["cost"]["params"] == trial.user_attrs["metrics"]["params"] and card["cost"]["train_seconds"] > 0
         summary = " ".join(card["summary"])
         assert "test set" in summary and "4 categories" in summary
         if trial is feasible:
-            assert "meets the 1 standard" in summary and "| params | <= 2000 |" in markdown and "| pass |" in markdown
+            assert "meets 1 of 1 standard (params <= 2000)" in summary
+            assert "| params <= 2000 |" in markdown and "| pass |" in markdown
         else:
-            assert "does NOT meet 1 of the 1 standard" in summary and "params should be <= 2000" in summary
+            assert "meets 0 of 1 standard; fails: params <= 2000" in summary
             assert "**FAIL**" in markdown and card["pareto"]["rank"] > 1
+        assert "skipped (a cheaper requirement already failed)" in markdown or trial is feasible
 
 
 def test_pareto_rank_puts_feasible_front_first():
@@ -350,14 +366,17 @@ def test_pick_selects_by_metric_and_feasibility(runs):
     root, storage = runs
     study = load_study(storage, "mixed")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    accuracy = {t.number: t.user_attrs["metrics"]["accuracy"] for t in complete if "accuracy" in t.user_attrs["metrics"]}
+    accuracy = {t.number: t.user_attrs["metrics"]["accuracy"] for t in complete
+                if "accuracy" in t.user_attrs["metrics"]}
     top = max(accuracy.values())
     assert pick_trial(study, "max:accuracy").number == min(n for n, a in accuracy.items() if a == top)
     assert pick_trial(study, "max accuracy").number == pick_trial(study, "MAX:accuracy").number
     feasible = [t for t in complete if t.user_attrs["feasible"]]
     chosen = pick_trial(study, "max:params where feasible")
-    assert chosen.user_attrs["feasible"] and chosen.user_attrs["metrics"]["params"] == max(t.user_attrs["metrics"]["params"] for t in feasible)
-    assert pick_trial(study, "min:params").user_attrs["metrics"]["params"] == min(t.user_attrs["metrics"]["params"] for t in complete)
+    assert chosen.user_attrs["feasible"]
+    assert chosen.user_attrs["metrics"]["params"] == max(t.user_attrs["metrics"]["params"] for t in feasible)
+    smallest = min(t.user_attrs["metrics"]["params"] for t in complete)
+    assert pick_trial(study, "min:params").user_attrs["metrics"]["params"] == smallest
 
 
 def test_export_api_builds_the_folder_the_dashboard_zips(runs, tmp_path):
@@ -372,6 +391,29 @@ def test_export_api_builds_the_folder_the_dashboard_zips(runs, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging folder left behind"
 
 
+def test_fitted_temperature_travels_with_the_export(copied, capsys, tmp_path):
+    """A trial that measured calibration.temperature: spec.json stores it and model.py applies it when asked."""
+    study = load_study(copied, "mixed")
+    source = next(t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["feasible"])
+    metrics = {**source.user_attrs["metrics"], "calibration.temperature": 1.5}
+    study.add_trial(optuna.trial.create_trial(values=source.values, params=source.params,
+                                              distributions=source.distributions,
+                                              user_attrs={**source.user_attrs, "metrics": metrics}))
+    number = study.trials[-1].number
+    folder = _export(capsys, copied, "mixed", tmp_path / "calibrated", "--trial", str(number))
+    assert json.loads((folder / "spec.json").read_text())["calibration"] == {"temperature": 1.5}
+    module = load_model_source(folder / "model.py")
+    assert module.TEMPERATURE == 1.5
+    raw, calibrated = module.build(), module.build(calibrated=True)
+    for model in (raw, calibrated):
+        model.load_state_dict(load_file(str(folder / "weights.safetensors")))
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(calibrated.eval()(x), raw.eval()(x) / 1.5, atol=1e-6, rtol=0)
+    plain = _export(capsys, copied, "mixed", tmp_path / "plain", "--trial", str(source.number))
+    assert json.loads((plain / "spec.json").read_text())["calibration"] == {"temperature": None}
+
+
 # ------------------------------------------------------------------------------------------ bad input
 @pytest.fixture
 def copied(runs, tmp_path):
@@ -383,9 +425,10 @@ def copied(runs, tmp_path):
 
 def test_bad_input_unknown_study_or_trial(runs, capsys, tmp_path):
     root, storage = runs
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "nope", "--trial", "0"], "no study named 'nope'", "mixed")
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "mixed", "--trial", "99"], "no trial 99", "trials 0-5")
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "mixed"], "exactly one of --trial N or --pick")
+    base = ["export", "--storage", storage, "--study-name"]
+    assert_usage_error(capsys, [*base, "nope", "--trial", "0"], "no study named 'nope'", "mixed")
+    assert_usage_error(capsys, [*base, "mixed", "--trial", "99"], "no trial 99", "trials 0-5")
+    assert_usage_error(capsys, [*base, "mixed"], "exactly one of --trial N or --pick")
 
 
 def test_bad_input_trial_not_complete(copied, capsys):
@@ -400,7 +443,8 @@ def test_bad_input_spec_this_version_cannot_build(copied, capsys):
     study = load_study(copied, "mixed")
     spec = {**study.trials[0].user_attrs["spec"], "space": "transformer"}
     study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0], user_attrs={"spec": spec, "weights_artifact": "x"}))
-    assert_usage_error(capsys, ["export", "--storage", copied, "--study-name", "mixed", "--trial", str(study.trials[-1].number)],
+    number = str(study.trials[-1].number)
+    assert_usage_error(capsys, ["export", "--storage", copied, "--study-name", "mixed", "--trial", number],
                        "cannot build its spec", "unknown search space 'transformer'")
 
 
@@ -408,13 +452,16 @@ def test_bad_input_missing_or_corrupt_weights(runs, capsys, tmp_path):
     root, storage = runs
     base = ["export", "--storage", storage, "--study-name", "mixed", "--trial", "0"]
     (tmp_path / "empty").mkdir()
-    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "empty"), "--out", str(tmp_path / "a")], "are missing from")
-    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "absent"), "--out", str(tmp_path / "b")], "artifact folder not found")
+    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "empty"), "--out", str(tmp_path / "a")],
+                       "are missing from")
+    assert_usage_error(capsys, [*base, "--artifacts", str(tmp_path / "absent"), "--out", str(tmp_path / "b")],
+                       "artifact folder not found")
     artifacts = tmp_path / "artifacts"
     shutil.copytree(root / "artifacts", artifacts)
     weights = artifacts / load_study(storage, "mixed").trials[0].user_attrs["weights_artifact"]
     weights.write_bytes(weights.read_bytes()[:100])
-    assert_usage_error(capsys, [*base, "--artifacts", str(artifacts), "--out", str(tmp_path / "c")], "weights of trial 0 are corrupt")
+    assert_usage_error(capsys, [*base, "--artifacts", str(artifacts), "--out", str(tmp_path / "c")],
+                       "weights of trial 0 are corrupt")
     assert not (tmp_path / "c").exists()
 
 
@@ -423,13 +470,14 @@ def test_bad_input_selector_format_and_output(runs, capsys, tmp_path):
     base = ["export", "--storage", storage, "--study-name", "mixed"]
     assert_usage_error(capsys, [*base, "--pick", "best accuracy"], "is not a selector", "max:METRIC")
     assert_usage_error(capsys, [*base, "--pick", "max:speed"], "unknown metric 'speed'", "allowed: accuracy")
-    assert_usage_error(capsys, ["export", "--storage", storage, "--study-name", "impossible", "--pick", "min:params where feasible"],
-                       "meets every requirement")
+    impossible = ["export", "--storage", storage, "--study-name", "impossible"]
+    assert_usage_error(capsys, [*impossible, "--pick", "min:params where feasible"], "meets every requirement")
     assert_usage_error(capsys, [*base, "--trial", "0", "--format", "pdf"], "invalid choice: 'pdf'")
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert_usage_error(capsys, [*base, "--trial", "0", "--out", str(tmp_path / "busy")], "is not empty")
-    assert_usage_error(capsys, [*base, "--trial", "0", "--out", str(tmp_path / "busy"), "--force"], "not an export folder")
+    assert_usage_error(capsys, [*base, "--trial", "0", "--out", str(tmp_path / "busy"), "--force"],
+                       "not an export folder")
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
     if not all(map(__import__("importlib").util.find_spec, ("onnx", "onnxscript"))):
         assert_usage_error(capsys, [*base, "--trial", "0", "--format", "onnx"], "needs the", "--format export")

@@ -1,6 +1,10 @@
-"""`nas verify`: re-scores an export on the held-out test split and gates on requirements (exit 0/1/2)."""
+"""`nas verify`: re-scores an export on the held-out test split and gates on requirements (exit 0/1/2).
+
+Intervals, inconclusive requirements, gap warnings and tampering: tests/test_card_honest.py.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -14,7 +18,8 @@ from nas import config as config_module
 from nas import data as data_module
 from nas.export import export_trial
 from nas.storage import load_study
-from nas.verify import _gap_flagged, verify_export
+from nas.export import manifest_checksum
+from nas.verify import verify_export
 from test_export import DATA, assert_usage_error, cli, run_study
 
 REQUIRED = {"accuracy": {"min": 0.3}}
@@ -46,38 +51,40 @@ def test_verify_scores_the_held_out_test_split(exported):
     assert report["split"] == "test" and report["n_samples"] == len(dataset.test_y)
     assert rows["accuracy"]["test"] == pytest.approx(test_accuracy, abs=1e-6)
     assert rows["accuracy"]["validation"] == manifest["validation_metrics"]["accuracy"]
-    assert rows["accuracy"]["requirement"] == REQUIRED["accuracy"]  # the experiment's own requirements by default
-    assert rows["accuracy"]["passed"] is (test_accuracy >= 0.3) and report["passed"] is (test_accuracy >= 0.3)
+    (requirement,) = rows["accuracy"]["requirements"]  # the experiment's own requirements by default
+    assert {key: requirement[key] for key in REQUIRED["accuracy"]} == REQUIRED["accuracy"]
+    holds = test_accuracy >= 0.3  # accuracy reports no interval yet: its value decides
+    assert (rows["accuracy"]["verdict"] == "pass") is holds and report["passed"] is holds
     assert rows["params"]["test"] == sum(p.numel() for p in model.parameters())
 
 
 def test_exit_codes_gate_on_requirements(exported, nas_cli, tmp_path):
     report = verify_export(exported)
     accuracy = next(row["test"] for row in report["metrics"] if row["metric"] == "accuracy")
-    reachable = _write(tmp_path / "pass.toml", f"[requirements]\naccuracy = {{ min = {accuracy - 0.01} }}\nparams = {{ max = 1e6 }}\n")
+    reachable = _write(tmp_path / "pass.toml",
+                       f"[requirements]\naccuracy = {{ min = {accuracy - 0.01} }}\nparams = {{ max = 1e6 }}\n")
     result = nas_cli("verify", str(exported), "--requirements", reachable, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "PASS" in result.stdout
-    above = _write(tmp_path / "fail.toml", f"[requirements]\naccuracy = {{ min = {accuracy + 0.005} }}\nparams = {{ max = 1e6 }}\n")
+    above = _write(tmp_path / "fail.toml",
+                   f"[requirements]\naccuracy = {{ min = {accuracy + 0.005} }}\nparams = {{ max = 1e6 }}\n")
     result = nas_cli("verify", str(exported), "--requirements", above, "--json", cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     verdict = json.loads(result.stdout)
-    assert verdict["passed"] is False and verdict["failed"] == ["accuracy"] and verdict["requirements"] == 2
+    assert verdict["passed"] is False and verdict["failed"] == ["accuracy"] and len(verdict["requirements"]) == 2
     result = nas_cli("verify", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "is not an export folder" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_gap_tolerance_reports_validation_test_differences(exported, capsys):
-    strict = verify_export(exported, gap_tolerance=0.0)
-    differing = [row["metric"] for row in strict["metrics"] if row["gap"] not in (None, 0.0)]
-    assert strict["gaps"] == differing
-    assert verify_export(exported, gap_tolerance=1.0)["gaps"] == []
-    code, _, _ = cli(capsys, "verify", str(exported), "--gap-tolerance", "0", "--fail-on-gap", "--requirements",
+def test_gaps_are_not_claimed_without_intervals(exported, capsys):
+    """Accuracy reports no interval yet: a validation-to-test difference is shown but never called a degradation,
+    since nothing says how much of it is sampling noise (tests/test_card_honest.py covers metrics with intervals)."""
+    report = verify_export(exported, gap_tolerance=0.0)
+    assert report["gaps"] == [] and all(row["degraded"] is None for row in report["metrics"])
+    assert all(row["gap"] == row["test"] - row["validation"] for row in report["metrics"])
+    code, _, _ = cli(capsys, "verify", str(exported), "--fail-on-gap", "--requirements",
                      _write(exported.parent / "loose.toml", "[requirements]\nparams = { max = 1e6 }\n"))
-    assert code == (1 if differing else 0)
-    # absolute within [-1, 1], relative to the value above it
-    assert _gap_flagged(0.90, 0.84, 0.05) and not _gap_flagged(0.90, 0.86, 0.05)
-    assert _gap_flagged(1000.0, 1060.0, 0.05) and not _gap_flagged(1000.0, 1040.0, 0.05)
+    assert code == 0
 
 
 def test_example_requirements_file_is_valid():
@@ -96,13 +103,16 @@ def test_example_requirements_file_is_valid():
     ("[requirements\n", ["is not valid TOML"]),
 ])
 def test_bad_requirements_file(exported, capsys, tmp_path, text, fragments):
-    assert_usage_error(capsys, ["verify", str(exported), "--requirements", _write(tmp_path / "r.toml", text)], *fragments)
+    assert_usage_error(capsys, ["verify", str(exported), "--requirements", _write(tmp_path / "r.toml", text)],
+                       *fragments)
 
 
 def test_bad_input_folder_spec_and_weights(exported, capsys, tmp_path):
     assert_usage_error(capsys, ["verify", str(tmp_path / "absent")], "is not a folder")
-    assert_usage_error(capsys, ["verify", str(exported), "--requirements", str(tmp_path / "absent.toml")], "does not exist")
-    assert_usage_error(capsys, ["verify", str(exported), "--gap-tolerance", "-1"], "--gap-tolerance must be a number >= 0")
+    assert_usage_error(capsys, ["verify", str(exported), "--requirements", str(tmp_path / "absent.toml")],
+                       "does not exist")
+    assert_usage_error(capsys, ["verify", str(exported), "--gap-tolerance", "-1"],
+                       "--gap-tolerance must be a number >= 0")
     copy = tmp_path / "copy"
     shutil.copytree(exported, copy)
     weights = copy / "weights.safetensors"
@@ -122,4 +132,8 @@ def test_bad_input_folder_spec_and_weights(exported, capsys, tmp_path):
     assert_usage_error(capsys, ["verify", str(copy)], "spec.json is corrupt")
     (copy / "spec.json").write_text(json.dumps(manifest))
     (copy / "model.py").write_text("import torch\n\ndef build(:\n")
+    assert_usage_error(capsys, ["verify", str(copy)], "model.py does not match the checksum")
+    manifest["sha256"]["model.py"] = hashlib.sha256((copy / "model.py").read_bytes()).hexdigest()
+    (copy / "spec.json").write_text(json.dumps({**manifest, "manifest_sha256": manifest_checksum(manifest)}))
     assert_usage_error(capsys, ["verify", str(copy)], "model.py cannot be loaded (SyntaxError")
+    assert_usage_error(capsys, ["verify", str(exported), "--attack-samples", "0"], "--attack-samples must be")
