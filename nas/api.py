@@ -27,7 +27,8 @@ from .pareto import front_rows
 from .paths import safe_filename
 from .progress import make_console
 from .storage import load_study
-from .verify import DEFAULT_GAP_TOLERANCE, verify_export
+from .card import row_names
+from .verify import DEFAULT_ATTACK_SAMPLES, DEFAULT_GAP_TOLERANCE, exit_code, verify_export
 
 __all__ = ["search", "load", "front", "export", "verify", "VerifyResult", "SearchFailed"]
 
@@ -113,28 +114,38 @@ def export(study: optuna.Study, trial: int | None = None, pick: str | None = Non
 class VerifyResult:
     """The verdict of ``nas verify`` on an export: per-metric test and validation values, and what failed."""
 
-    passed: bool  # every requirement holds on the test split (True when there are none)
-    failed: list[str]  # requirement metrics that do not hold
-    gaps: list[str]  # metrics whose test value is further from validation than the gap tolerance
-    test: dict[str, float | None]  # every metric measured on the held-out test split
+    passed: bool  # every requirement passes on the test split, intervals included (True when there are none)
+    failed: list[str]  # requirement metrics that do not hold (or could not be evaluated)
+    inconclusive: list[str]  # requirements whose 95% interval straddles the bound: more samples would decide
+    gaps: list[str]  # metrics that degraded from validation to test by more than their intervals explain
+    test: dict[str, float | None]  # every metric measured on the held-out test split, under each of its names
     validation: dict[str, float | None]  # the same metrics as the search measured them on validation
+    intervals: dict[str, tuple[float, float]]  # 95% interval of each test value that has one
     report: dict[str, Any]  # the whole report, as 'nas verify --json' prints it
 
 
 def verify(export_dir: str | os.PathLike, requirements: dict[str, dict[str, float]] | str | os.PathLike | None = None,
-           *, data_dir: str | None = None, device: str = "auto",
-           gap_tolerance: float = DEFAULT_GAP_TOLERANCE) -> VerifyResult:
+           *, data_dir: str | None = None, device: str = "auto", gap_tolerance: float = DEFAULT_GAP_TOLERANCE,
+           attack_samples: int | None = DEFAULT_ATTACK_SAMPLES, ood_samples: int | None = None,
+           allow_inconclusive: bool = False) -> VerifyResult:
     """Re-evaluate an export on the held-out test split like ``nas verify`` and return the verdict.
 
     ``requirements``: a ``{"accuracy": {"min": 0.9}}`` table or a TOML file with a ``[requirements]`` table;
-    by default the experiment's own requirements, stored with the export.
+    by default the experiment's own requirements, stored with the export. ``attack_samples`` / ``ood_samples``:
+    the test samples of the strong attack and of the OOD sets (``--attack-samples`` / ``--ood-samples``).
+    ``allow_inconclusive``: ``passed`` is True when nothing fails, even if some requirements are inconclusive.
     """
     if not isinstance(export_dir, (str, os.PathLike)) or not str(export_dir):
         raise UsageError(f"export_dir must be the folder 'nas export' wrote, got {export_dir!r}")
-    report = verify_export(export_dir, requirements, data_dir=data_dir, device=device, gap_tolerance=gap_tolerance)
+    report = verify_export(export_dir, requirements, data_dir=data_dir, device=device, gap_tolerance=gap_tolerance,
+                           attack_samples=attack_samples, ood_samples=ood_samples)
+    rows = report["metrics"]
     return VerifyResult(
-        passed=report["passed"], failed=list(report["failed"]), gaps=list(report["gaps"]),
-        test={row["metric"]: row["test"] for row in report["metrics"]},
-        validation={row["metric"]: row["validation"] for row in report["metrics"]},
+        passed=exit_code(report, allow_inconclusive=allow_inconclusive) == 0, failed=list(report["failed"]),
+        inconclusive=list(report["inconclusive"]), gaps=list(report["gaps"]),
+        test={name: row["test"] for row in rows for name in row_names(row)},
+        validation={name: row["validation"] for row in rows for name in row_names(row)},
+        intervals={name: tuple(row["test_interval"]) for row in rows if row.get("test_interval")
+                   for name in row_names(row)},
         report=report,
     )
