@@ -28,7 +28,8 @@ from .paths import safe_filename
 from .progress import make_console
 from .storage import load_study
 from .card import row_names
-from .verify import DEFAULT_ATTACK_SAMPLES, DEFAULT_GAP_TOLERANCE, exit_code, verify_export
+from .export_format import DEFAULT_ATTACK_SAMPLES, DEFAULT_GAP_TOLERANCE
+from .verify import exit_code, verify_export
 
 __all__ = ["search", "load", "front", "export", "verify", "VerifyResult", "SearchFailed"]
 

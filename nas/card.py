@@ -74,8 +74,12 @@ def value_alias(name: str, result: dict[str, Any], reference: dict[str, Any] | N
 
     Read from the recorded numbers: the one other metric equal to the value (on ``reference`` too, the other
     split's result of the same objective, when given). When several are equal (a broken model scoring 0
-    everywhere), none is chosen rather than a wrong one, and the value keeps a row of its own.
+    everywhere), none is chosen rather than a wrong one, and the value keeps a row of its own. An objective that
+    reports its value as a metric of its own, with an interval (``accuracy``), repeats nothing: other metrics
+    that happen to be equal (a perfect ``worst_class``) are different measurements.
     """
+    if _interval((result.get("intervals") or {}).get(name)):
+        return None
     candidates = _same_value(name, result)
     if reference and not reference.get("skipped") and len(candidates) > 1:
         other, other_value = reference.get("metrics") or {}, _own_value(name, reference)

@@ -15,8 +15,8 @@ import sys
 from .errors import UsageError
 
 # In the order ``nas --help`` lists them.
-COMMAND_MODULES = ("nas.commands.search", "nas.commands.status", "nas.export", "nas.verify", "nas.dashboard",
-                   "nas.commands.report", "nas.worker")
+COMMAND_MODULES = ("nas.commands.search", "nas.commands.status", "nas.commands.export", "nas.commands.verify",
+                   "nas.dashboard", "nas.commands.report", "nas.worker")
 
 
 class _Parser(argparse.ArgumentParser):

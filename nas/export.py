@@ -15,7 +15,6 @@ Example::
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import importlib.util
@@ -46,19 +45,12 @@ from . import data as data_module
 from ._version import __version__
 from .card import build_card, write_card
 from .errors import UsageError
+from .export_format import EXPORT_FORMAT, EXTRA_FORMATS, FORMAT_VERSION
 from .files import check_folder_path, describe
 from .pareto import is_feasible
-from .paths import safe_filename
-from .storage import default_artifact_dir, is_artifact_id, load_study, strip_credentials
+from .storage import default_artifact_dir, is_artifact_id, strip_credentials
 from .study import CONFIG_ATTR, stored_config
 
-EXPORT_FORMAT = "robust-nas-export"
-# 2: per-file checksums (``sha256``) and the manifest's own (``manifest_sha256``), validation intervals
-# (``validation_objectives``), the fitted temperature (``calibration``). Format 1 exports are still read.
-FORMAT_VERSION = 2
-REQUIRED_FILES = ("model.py", "weights.safetensors", "spec.json")
-# --format NAME -> file written next to model.py
-EXTRA_FORMATS = {"export": "model.pt2", "onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 _PICK = re.compile(r"^\s*(max|min)\s*[:\s]\s*([A-Za-z_][\w.]*)\s*(?:(?:where|,)\s*(feasible))?\s*$", re.IGNORECASE)
 _module_ids = itertools.count()
 
@@ -422,55 +414,3 @@ def export_trial(
         if staging.exists():
             shutil.rmtree(staging)
     return out_dir
-
-
-# ---------------------------------------------------------------------------------------------- CLI
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .progress import make_console
-
-    console = make_console()
-    if (args.trial is None) == (args.pick is None):
-        raise UsageError("pass exactly one of --trial N or --pick SELECTOR (e.g. --pick 'max:accuracy where feasible')")
-    _check_formats(args.format or ())
-    study = load_study(args.storage, args.study_name)
-    trial = get_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
-    out_dir = Path(args.out) if args.out else Path("exported") / f"{safe_filename(study.study_name)}-t{trial.number}"
-    folder = export_trial(study, trial.number, out_dir, storage_url=args.storage, artifacts=args.artifacts,
-                          formats=args.format or (), data_dir=args.data_dir, force=args.force)
-    card = json.loads((folder / "card.json").read_text())
-    feasible = card["requirements"]["feasible"]
-    console.print(
-        f"exported trial {trial.number} of study '{study.study_name}' ({card['model']['architecture']}) to {folder}: "
-        f"{', '.join(sorted(p.name for p in folder.iterdir()))}", soft_wrap=True,
-    )
-    console.print(
-        f"Pareto rank {card['pareto']['rank']} of {card['pareto']['n_complete']} trials; "
-        f"requirements on validation: {'all pass' if feasible else 'NOT all met'}; "
-        f"check it on the held-out test split with: nas verify {folder}", soft_wrap=True,
-    )
-    return 0
-
-
-def register_command(subparsers: Any) -> None:
-    """Add ``nas export`` to the CLI (picked up by ``nas.cli``)."""
-    from .cli_types import add_storage_options, non_empty_str, non_negative_int
-
-    parser = subparsers.add_parser(
-        "export", help="write one trial as a self-contained PyTorch module with weights and a robustness card",
-        description="Export a COMPLETE trial: model.py (imports only torch), weights.safetensors, spec.json, card.md "
-                    "and card.json.",
-    )
-    add_storage_options(parser)
-    parser.add_argument("--trial", type=non_negative_int, help="trial number to export")
-    parser.add_argument("--pick", type=non_empty_str,
-                        help="choose the trial by a metric: 'max:accuracy', 'min:params where feasible', ...")
-    parser.add_argument("--out", type=non_empty_str, help="output folder (default: exported/<study>-t<trial>)")
-    parser.add_argument("--artifacts", type=non_empty_str,
-                        help="artifact folder holding the weights (default: the one recorded on the study)")
-    parser.add_argument("--format", action="append", choices=sorted(EXTRA_FORMATS),
-                        help="also write model.pt2 (export, torch.export), model.onnx (onnx; needs onnx+onnxscript) "
-                             "or model.torchscript.pt (torchscript); repeatable")
-    parser.add_argument("--data-dir", type=non_empty_str,
-                        help="folder holding the dataset, for class names and split sizes on the card")
-    parser.add_argument("--force", action="store_true", help="replace an earlier export in --out")
-    parser.set_defaults(handler=_cmd_export)

@@ -49,13 +49,18 @@ def make_batch_loss(recipe: dict[str, Any], data_range: tuple[float, float]) -> 
         return None
     low, high = data_range
 
-    def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: dict[str, Any], generator: torch.Generator) -> torch.Tensor:
+    def batch_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: dict[str, Any],
+                   generator: torch.Generator) -> torch.Tensor:
         smoothing = float(recipe.get("label_smoothing", 0.0))
         if adversarial["enabled"]:
             count = round(float(adversarial["fraction"]) * len(x))
             if count:
                 eps = float(adversarial["eps"]) * (high - low)
-                steps, step = (1, 1.25 * eps) if adversarial["attack"] == "fgsm" else (int(adversarial["steps"]), 2.5 * eps / int(adversarial["steps"]))
+                if adversarial["attack"] == "fgsm":
+                    steps, step = 1, 1.25 * eps
+                else:
+                    steps = int(adversarial["steps"])
+                    step = 2.5 * eps / steps
                 x_adv = pgd_attack(model, x[:count], y[:count], eps, steps, step, data_range, random_start=True)
                 x = torch.cat([x_adv, x[count:]])
         if not outliers["enabled"]:

@@ -61,12 +61,14 @@ def requirement_violation(value: float | None, bound: dict[str, float]) -> float
     return float(violation)
 
 
-def check_requirements(metrics: dict[str, float], requirements: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+def check_requirements(metrics: dict[str, float],
+                       requirements: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
     """Per requirement: the measured value, the bound and whether it holds (None = not evaluated)."""
     table = {}
     for metric, bound in requirements.items():
         value = metrics.get(metric)
-        table[metric] = {**bound, "value": value, "pass": None if value is None else requirement_violation(value, bound) <= 0}
+        holds = None if value is None else requirement_violation(value, bound) <= 0
+        table[metric] = {**bound, "value": value, "pass": holds}
     return table
 
 
@@ -108,7 +110,8 @@ class Experiment:
             built.append(cls(**{k: v for k, v in table.items() if k != "direction"}))
         return sorted(built, key=lambda objective: objective.cost_rank)
 
-    def context(self, seed: int, recipe: dict[str, Any] | None = None, split: str = "val") -> objectives.EvaluationContext:
+    def context(self, seed: int, recipe: dict[str, Any] | None = None,
+                split: str = "val") -> objectives.EvaluationContext:
         """What objectives see on ``split`` ("val" during search, "test" in verify), seeded by the *study's*
         ``seed`` so that every trial, and every export of the study, is scored on the same samples."""
         if split not in ("val", "test"):
@@ -124,7 +127,8 @@ class Experiment:
             groups=self.dataset.test_groups if test else self.dataset.val_groups, group_names=self.dataset.group_names,
         )
 
-    def score(self, model: torch.nn.Module, context: objectives.EvaluationContext, staged: bool = True) -> dict[str, objectives.ObjectiveResult]:
+    def score(self, model: torch.nn.Module, context: objectives.EvaluationContext,
+              staged: bool = True) -> dict[str, objectives.ObjectiveResult]:
         """Run every needed objective, cheapest first; once a requirement fails, skip the rest."""
         requirements = self.config["requirements"]
         results: dict[str, objectives.ObjectiveResult] = {}
@@ -135,7 +139,8 @@ class Experiment:
                 continue
             results[objective.name] = objective.evaluate(model, context)
             metrics = flatten_metrics(results)  # only what has been measured so far
-            failed = any(requirement_violation(metrics[m], bound) > 0 for m, bound in requirements.items() if m in metrics)
+            failed = any(requirement_violation(metrics[m], bound) > 0
+                         for m, bound in requirements.items() if m in metrics)
         return results
 
     # ------------------------------------------------------------------------------------------ trial
@@ -177,7 +182,8 @@ class Experiment:
             if self.epoch_listener is not None:
                 self.epoch_listener(trial.number, record, int(recipe["epochs"]))
 
-        trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch, batch_loss=self.batch_loss(recipe))
+        trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch,
+                        batch_loss=self.batch_loss(recipe))
         trial.set_user_attr("train_seconds", trained.seconds)
         trial.set_user_attr("outlier_families_seen", recipe.get("outlier_families_seen", []))
 
@@ -204,18 +210,21 @@ class Experiment:
         (``nas.robust_training``) when the recipe turns them on, else None (plain cross-entropy)."""
         return make_batch_loss(recipe, self.dataset.data_range)
 
-    def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module, results: dict[str, objectives.ObjectiveResult]) -> None:
+    def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module,
+                         results: dict[str, objectives.ObjectiveResult]) -> None:
         store = open_artifact_store(self.artifact_dir)
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / "weights.safetensors"
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(weights), metadata={"spec": json.dumps(trial.user_attrs["spec"])})
-            trial.set_user_attr("weights_artifact", upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=trial))
+            artifact = upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=trial)
+            trial.set_user_attr("weights_artifact", artifact)
             details = {name: result.details for name, result in results.items() if result.details}
             if details:
                 path = Path(tmp) / "details.json"
                 path.write_text(json.dumps(details, default=_json_default))
-                trial.set_user_attr("details_artifact", upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial))
+                artifact = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+                trial.set_user_attr("details_artifact", artifact)
 
 
 def _json_default(value: Any) -> Any:
@@ -261,7 +270,8 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
         )
     if name in existing and not resume:
         raise UsageError(
-            f"study '{name}' already exists in {mask_url(study_cfg['storage'])}; pass --resume to continue it or choose another --study-name"
+            f"study '{name}' already exists in {mask_url(study_cfg['storage'])}; "
+            "pass --resume to continue it or choose another --study-name"
         )
     if name in existing:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -278,7 +288,8 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
         return study
     directions = [objectives.get(n).direction for n in config["objectives"]]
     study = optuna.create_study(
-        study_name=name, storage=storage, directions=directions, sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"])
+        study_name=name, storage=storage, directions=directions,
+        sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"]),
     )
     study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))
@@ -293,7 +304,8 @@ def stored_config(study: optuna.Study, storage_url: str) -> dict[str, Any]:
     """The experiment config kept on the study (storage URL restored: it is stored without credentials)."""
     config = study.user_attrs.get(CONFIG_ATTR)
     if not config:
-        raise UsageError(f"study '{study.study_name}' was not created by 'nas search' (no experiment config stored on it)")
+        raise UsageError(f"study '{study.study_name}' was not created by 'nas search' "
+                         "(no experiment config stored on it)")
     config = json.loads(json.dumps(config))
     config["study"]["storage"] = storage_url
     return config_module.resolve(config)
@@ -347,7 +359,8 @@ def _is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
     """
     ahead = 0
     for trial in study.get_trials(deepcopy=False):
-        if trial.state == TrialState.COMPLETE or (trial.state in (TrialState.RUNNING, TrialState.WAITING) and trial.number < number):
+        pending = trial.state in (TrialState.RUNNING, TrialState.WAITING) and trial.number < number
+        if trial.state == TrialState.COMPLETE or pending:
             ahead += 1
     return ahead >= n_trials
 

@@ -12,7 +12,6 @@ included. Usable as a CI gate; ``--json`` prints the report for machines.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
@@ -29,8 +28,9 @@ from . import config as config_module
 from .card import (display_name, estimates, fmt_interval, fmt_samples, fmt_value, how_measured, metric_rows,
                    objective_options, requirement_rows, requirement_text, row_names)
 from .errors import UsageError
-from .export import (EXPORT_FORMAT, FORMAT_VERSION, REQUIRED_FILES, build_model_source, load_state,
-                     manifest_checksum, state_dict_from_bytes)
+from .export import build_model_source, load_state, manifest_checksum, state_dict_from_bytes
+from .export_format import (DEFAULT_ATTACK_SAMPLES, DEFAULT_GAP_TOLERANCE, EXPORT_FORMAT, FORMAT_VERSION,
+                            REQUIRED_FILES)
 from .files import describe, read_json, reading
 from .requirements import FAIL, INCONCLUSIVE, NOT_EVALUATED, PASS, check_requirements_table, requirement_metrics
 from .schema import Field
@@ -38,8 +38,6 @@ from .study import Experiment
 
 # A degradation counts only when the 95% interval of (test - validation) lies wholly on the worse side; the
 # tolerance (0 by default) further ignores significant but negligible ones.
-DEFAULT_GAP_TOLERANCE = 0.0
-DEFAULT_ATTACK_SAMPLES = 1000
 # --FLAG (as verify_export's keyword) -> the objective whose sample budgets it sets
 BUDGET_FLAGS = {"attack_samples": "adversarial", "ood_samples": "ood"}
 EXPORT_HINT = "create one with 'nas export --storage URL --study-name NAME --trial N --out FOLDER'"
@@ -392,7 +390,7 @@ def _estimate(value: Any, interval: list[float] | None) -> str:
     return fmt_value(value, interval) + (f" {fmt_interval(interval)}" if interval is not None else "")
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
 
@@ -450,50 +448,3 @@ def exit_code(report: dict[str, Any], allow_inconclusive: bool = False, fail_on_
     if report["failed"] or (report["inconclusive"] and not allow_inconclusive):
         return 1
     return 1 if fail_on_gap and report["gaps"] else 0
-
-
-def _cmd_verify(args: argparse.Namespace) -> int:
-    report = verify_export(args.folder, args.requirements, data_dir=args.data_dir, device=args.device,
-                           gap_tolerance=args.gap_tolerance, attack_samples=args.attack_samples,
-                           ood_samples=args.ood_samples)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        _print_report(report)
-    return exit_code(report, args.allow_inconclusive, args.fail_on_gap)
-
-
-def register_command(subparsers: Any) -> None:
-    """Add ``nas verify`` to the CLI (picked up by ``nas.cli``)."""
-    from .cli_types import non_empty_str, non_negative_float, positive_int
-
-    parser = subparsers.add_parser(
-        "verify", help="re-evaluate an exported model on the held-out test split; exit 0 only if every requirement "
-                       "holds",
-        description="Measure every objective of an export on the test split (never used by the search), with "
-                    "verification budgets, 95%% intervals on every number, and compare with the requirements and the "
-                    "validation values. Exit 0: all requirements pass; 1: one fails or is inconclusive (its interval "
-                    "straddles the bound); 2: bad input or an export changed after it was written.",
-    )
-    parser.add_argument("folder", type=non_empty_str, help="export folder written by 'nas export'")
-    parser.add_argument("--requirements", type=non_empty_str,
-                        help="TOML file with a [requirements] table (default: the experiment's own requirements)")
-    parser.add_argument("--data-dir", type=non_empty_str,
-                        help="folder holding the dataset files (overrides the experiment's data.data_dir)")
-    parser.add_argument("--device", default="auto", type=non_empty_str, help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--attack-samples", type=positive_int, default=DEFAULT_ATTACK_SAMPLES,
-                        help="test samples the adversarial objective attacks (each of its sample budgets: search-time "
-                             "PGD and strong attack; default %(default)s)")
-    parser.add_argument("--ood-samples", type=positive_int,
-                        help="test samples per OOD set (the OOD objective's sample budgets; default: its verify "
-                             "budget)")
-    parser.add_argument("--allow-inconclusive", action="store_true",
-                        help="exit 0 when no requirement fails even if some are inconclusive")
-    parser.add_argument("--gap-tolerance", type=non_negative_float, default=DEFAULT_GAP_TOLERANCE,
-                        help="ignore validation-to-test degradations smaller than this, even when beyond sampling "
-                             "noise (absolute for values within [-1, 1], relative above; default %(default)s)")
-    parser.add_argument("--fail-on-gap", action="store_true",
-                        help="exit 1 when a metric is worse on test than on validation by more than the intervals "
-                             "explain")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    parser.set_defaults(handler=_cmd_verify)

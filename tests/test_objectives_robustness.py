@@ -17,7 +17,8 @@ from nas import data, training
 from objectives import ood_sets
 from objectives.ood import OOD
 
-RECIPE = {"epochs": 8, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0, "max_grad_norm": 0.0}
+RECIPE = {"epochs": 8, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0,
+          "max_grad_norm": 0.0}
 
 
 class ScaledLogits(nn.Module):
@@ -34,12 +35,14 @@ class ScaledLogits(nn.Module):
 
 @pytest.fixture(scope="module")
 def digits() -> data.Dataset:
-    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15, "test_fraction": 0.15})
+    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15,
+                      "test_fraction": 0.15})
 
 
 @pytest.fixture(scope="module")
 def trained(digits: data.Dataset) -> nn.Module:
-    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1, "batch_norm": True,
+    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1,
+            "batch_norm": True,
             "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1, **digits.preprocessing()}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # module fixtures run outside conftest's one-thread fixture
@@ -103,7 +106,8 @@ def test_in_distribution_against_held_out_in_distribution_scores_about_one_half(
     def same_distribution(reference, labels, n, generator):
         return held_out[torch.randint(len(held_out), (n,), generator=generator)]
 
-    monkeypatch.setitem(ood_sets._FAMILIES, "held_out", ood_sets.OutlierFamily("held_out", "test split", same_distribution))
+    family = ood_sets.OutlierFamily("held_out", "test split", same_distribution)
+    monkeypatch.setitem(ood_sets._FAMILIES, "held_out", family)
     result = evaluate("ood", trained, digits, sets=["held_out", "uniform"], samples=200)
     assert abs(result.metrics["auroc_held_out"] - 0.5) < 0.1
     assert result.metrics["auroc_uniform"] > 0.7  # the same scorer does see real outliers
@@ -127,7 +131,8 @@ def test_other_detectors_separate_noise(trained, digits, detector):
 
 
 def test_ensembles_are_scored_on_their_averaged_softmax(digits):
-    spec = {"space": "cnn", "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}], "cardinality": 1, "batch_norm": False,
+    spec = {"space": "cnn", "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}], "cardinality": 1,
+            "batch_norm": False,
             "activation": "relu", "dropout": 0.0, "hidden": 0, "ensemble": 2, **digits.preprocessing()}
     torch.manual_seed(0)
     ensemble = search_spaces.build(spec).eval()
@@ -180,7 +185,8 @@ def test_every_family_is_seeded_shaped_and_in_range(name):
     labels = torch.arange(30) % 3
 
     def make(seed: int) -> torch.Tensor:
-        return ood_sets.generate(name, reference, 17, torch.Generator().manual_seed(seed), labels, data_range=(0.0, 2.0))
+        generator = torch.Generator().manual_seed(seed)
+        return ood_sets.generate(name, reference, 17, generator, labels, data_range=(0.0, 2.0))
 
     out = make(0)
     assert out.shape == (17, 1, 12, 12)
@@ -193,8 +199,9 @@ def test_patch_permutation_keeps_pixels_and_moves_patches():
     out = ood_sets.generate("patch_permuted", reference, 4, torch.Generator().manual_seed(0))
     for image in out:
         assert torch.equal(image.flatten().sort().values, reference.flatten().sort().values)
-        patches = {tuple(image[0, r : r + 2, c : c + 2].flatten().tolist()) for r in range(0, 8, 2) for c in range(0, 8, 2)}
-        originals = {tuple(reference[0, 0, r : r + 2, c : c + 2].flatten().tolist()) for r in range(0, 8, 2) for c in range(0, 8, 2)}
+        corners = [(r, c) for r in range(0, 8, 2) for c in range(0, 8, 2)]
+        patches = {tuple(image[0, r : r + 2, c : c + 2].flatten().tolist()) for r, c in corners}
+        originals = {tuple(reference[0, 0, r : r + 2, c : c + 2].flatten().tolist()) for r, c in corners}
         assert patches == originals  # whole 2x2 patches move
     assert not torch.equal(out[0], reference[0])
 
@@ -230,7 +237,8 @@ def test_trained_attributions_beat_randomised_weights(trained, digits, method):
 
 
 def test_explainability_details_and_sensitivity(trained, digits):
-    result = evaluate("explainability", trained, digits, samples=16, steps=5, sensitivity=True, sensitivity_samples=4, score="mean")
+    result = evaluate("explainability", trained, digits, samples=16, steps=5, sensitivity=True, sensitivity_samples=4,
+                      score="mean")
     details = result.details
     assert len(details["deletion_curve"]) == len(details["insertion_curve"]) == 6
     assert details["deletion_curve"][0] == details["insertion_curve"][-1]  # nothing removed == everything inserted
