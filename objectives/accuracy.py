@@ -56,15 +56,15 @@ def breakdown(correct: np.ndarray, members: np.ndarray, names: list[str], seed: 
     worst = min(measured, key=lambda row: row["accuracy"])
     best = max(measured, key=lambda row: row["accuracy"])
 
-    def gap(*parts: np.ndarray) -> float:
-        means = [float(np.mean(part)) for part in parts]
-        return max(means) - min(means)
+    def gap(*parts: np.ndarray, axis: int = -1) -> np.ndarray:
+        means = np.stack([np.mean(part, axis=axis) for part in parts])
+        return means.max(axis=0) - means.min(axis=0)
 
     value = best["accuracy"] - worst["accuracy"]
     return {
         "rows": rows, "worst": worst, "gap": value,
         # one sample per part: every part is resampled on its own (stratified), so each keeps its size
-        "gap_interval": bootstrap_interval(gap, *outcomes, seed=seed) if len(outcomes) > 1
+        "gap_interval": bootstrap_interval(gap, *outcomes, seed=seed, vectorized=True) if len(outcomes) > 1
         else (0.0, 0.0),
         "gap_samples": worst["samples"] + best["samples"] if worst is not best else worst["samples"],
     }
