@@ -38,6 +38,8 @@ STUDY_FIELDS: dict[str, Declaration] = {
     "name": {"type": str, "default": "nas-study", "help": "study name in the storage"},
     "sampler": {"type": str, "default": "tpe",
                 "help": f"{', '.join(SAMPLERS)}, an entry point of {samplers.ENTRY_POINT_GROUP} or a reference"},
+    "sampler_options": {"type": dict, "default": {},
+                        "help": "keyword arguments for the sampler, e.g. { n_startup_trials = 5, group = true }"},
     "n_trials": {"type": int, "default": 20, "low": 0, "high": 100000, "help": "target number of COMPLETE trials"},
     "timeout": {"type": float, "default": 0.0, "low": 0, "help": "seconds; 0 = no limit"},
     "seed": {"type": int, "default": 0, "low": 0, "high": 2**31 - 1},
@@ -97,6 +99,15 @@ def _check_sampler(path: str, name: str) -> None:
         samplers.factory(name)
     except LookupError as error:
         raise UsageError(f"config: {path} = {error}") from None
+
+
+def _check_sampler_options(study: dict[str, Any]) -> None:
+    """Options the sampler's constructor rejects are one line at config time, not a failure of the first trial."""
+    if study["sampler_options"]:
+        try:
+            samplers.create(study["sampler"], study["seed"], study["sampler_options"])
+        except LookupError as error:
+            raise UsageError(f"config: study.sampler_options: {error}") from None
 
 
 def _check_dataset(path: str, name: str) -> None:
@@ -193,6 +204,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     for dotted, check in NAMED_KEYS.items():
         section, key = dotted.split(".")
         check(dotted, resolved[section][key])
+    _check_sampler_options(resolved["study"])
     space_table = raw.get("space", {})
     if not isinstance(space_table, dict):
         raise UsageError("config: [space] must be a table")
@@ -273,4 +285,6 @@ def fingerprint(config: dict[str, Any]) -> str:
     relevant = {k: v for k, v in config.items() if k != "study"}
     relevant["seed"] = config["study"]["seed"]
     relevant["sampler"] = config["study"]["sampler"]
+    if config["study"].get("sampler_options"):  # absent from older studies' fingerprints
+        relevant["sampler_options"] = config["study"]["sampler_options"]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,10 +1,10 @@
 """Every use of Optuna's private API, in one place, each behind a small function with its own test.
 
 Optuna offers no public way to rank trials by constrained non-domination, to take the Pareto front of a
-list of trials, to run its heartbeat outside ``study.optimize``, or to reach a study's storage and a trial's
-id. We need all of these, so they live here: when Optuna changes one, ``tests/test_optuna_compat.py``
-names the helper that broke, and this module is the only one to fix. ``pyproject.toml`` keeps
-``optuna<6`` until the next major has been checked against those tests.
+list of trials, to compute a hypervolume, to run its heartbeat outside ``study.optimize``, or to reach a
+study's storage and a trial's id. We need all of these, so they live here: when Optuna changes one,
+``tests/test_optuna_compat.py`` names the helper that broke, and this module is the only one to fix.
+``pyproject.toml`` keeps ``optuna<6`` until the next major has been checked against those tests.
 
 Storage subclasses in ``nas.storage`` also override two private hooks of ``RDBStorage``; their names are
 listed in :data:`RDB_STORAGE_HOOKS` so the tests can check they still exist with the same signatures.
@@ -79,3 +79,12 @@ def heartbeat_thread(trial_id_: int, storage: BaseStorage) -> AbstractContextMan
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     return get_heartbeat_thread(trial_id_, storage)
+
+
+def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
+    """The hypervolume dominated by ``losses`` (rows of points, every objective minimised) up to ``reference``."""
+    from optuna._hypervolume import compute_hypervolume
+
+    points = np.asarray(losses, dtype=float)
+    inside = points[np.all(points < reference, axis=1)] if len(points) else points
+    return float(compute_hypervolume(inside, np.asarray(reference, dtype=float))) if len(inside) else 0.0

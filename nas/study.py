@@ -42,10 +42,10 @@ from .training import TrainingDiverged, resolve_device, train
 CONFIG_ATTR = "config"
 
 
-def create_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def create_sampler(name: str, seed: int, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` of the registry in :mod:`nas.samplers` (built-in, installed or a reference)."""
     try:
-        return samplers.create(name, seed)
+        return samplers.create(name, seed, options)
     except LookupError as error:
         raise UsageError(f"study.sampler = {error}") from None
 
@@ -283,14 +283,14 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
                 "(or 'nas worker'), or start a new --study-name"
             )
         n_done = len(study.get_trials(deepcopy=False))
-        study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done)
+        study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done, study_cfg["sampler_options"])
         base = stored or _storable(config)
         study.set_user_attr(CONFIG_ATTR, {**base, "study": {**base["study"], "n_trials": study_cfg["n_trials"]}})
         return study
     directions = [objectives.get(n).direction for n in config["objectives"]]
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions,
-        sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"]),
+        sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"], study_cfg["sampler_options"]),
     )
     study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))
@@ -369,8 +369,8 @@ def _is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
 @contextlib.contextmanager
 def _frozen_start_up() -> Iterator[None]:
     """Keep start-up objects (~400k from imports, data, the study) out of the per-trial full collection, which
-    then walks only what the trial made. After each trial its survivors are frozen too. Unfrozen on the way out, so a library
-    caller's later objects are collected as usual."""
+    then walks only what the trial made. After each trial its survivors are frozen too. Unfrozen on the way out,
+    so a library caller's later objects are collected as usual."""
     gc.collect()
     gc.freeze()
     try:

@@ -25,6 +25,8 @@ CASES = {
                           ["unknown key study.trials", "allowed:", "n_trials"]),
     "bad sampler": (BASE.replace('n_trials = 1', 'n_trials = 1\nsampler = "bayes"'),
                     ["study.sampler = 'bayes'", "allowed: tpe, nsga2, nsga3, random, gp"]),
+    "sampler option it does not take": (BASE.replace('n_trials = 1', 'n_trials = 1\nsampler_options = { warp = 3 }'),
+                                        ["study.sampler_options: 'tpe' does not accept the options ['warp']"]),
     "wrong type": (BASE.replace("n_trials = 1", 'n_trials = "many"'), ["study.n_trials must be an integer", "'many'"]),
     "unknown dataset": (BASE.replace('name = "synthetic"', 'name = "imagenet"'),
                         ["data.name = 'imagenet'", "fashion-mnist"]),

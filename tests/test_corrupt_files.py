@@ -137,6 +137,16 @@ def image_setup(folder: Path, study_files: dict) -> tuple[Path, list[str]]:
     return folder / "images" / "dogs" / "3.png", argv
 
 
+def groups_setup(folder: Path, study_files: dict) -> tuple[Path, list[str]]:
+    """The image folder above with a subgroup per image (data.groups): the CSV is the damaged file."""
+    _, argv = image_setup(folder, study_files)
+    rows = ["file,group", *(f"{label}/{i}.png,{'ab'[i % 2]}" for label in ("cats", "dogs") for i in range(6))]
+    groups = folder / "groups.csv"
+    groups.write_text("\n".join(rows) + "\n")
+    data = {"name": "image-folder", "path": str(folder / "images"), "image_size": 8, "groups": str(groups)}
+    return groups, _search(folder, data)
+
+
 def export_setup(name: str) -> Callable[[Path, dict], tuple[Path, list[str]]]:
     def setup(folder: Path, study_files: dict) -> tuple[Path, list[str]]:
         export = shutil.copytree(study_files["export"], folder / "export")
@@ -177,6 +187,7 @@ FILES: dict[str, ReadFile] = {
     **{f"idx-{stem}{suffix}": ReadFile(f"idx{suffix}", idx_setup(stem, bool(suffix)), text=False)
        for suffix in ("", ".gz") for stem in FASHION_FILES.values()},
     "image-folder-image": ReadFile("images", image_setup, text=False),
+    "image-folder-groups": ReadFile("groups", groups_setup, text=True),
     "journal": ReadFile("journal", storage_setup("journal"), text=True),
     "sqlite": ReadFile("sqlite", storage_setup("sqlite"), text=False),
     **{name: ReadFile("export", export_setup(name), text=name.endswith((".json", ".py")))

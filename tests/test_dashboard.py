@@ -7,6 +7,7 @@ a FAILED and a RUNNING trial added by hand, and an empty study beside it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -362,6 +363,10 @@ def test_pareto_plot_redraws_and_click_opens_drill_down(page, built):
     heatmaps = [t for t in _traces(page, "attribution-graph") if t["type"] == "heatmap"]
     assert heatmaps and len(heatmaps) % 3 == 0  # per example: the image, the image again, the map over it
     assert page.inner_text("#requirements").count("PASS") == 2
+    # accuracy carries its 95% Wilson interval, inside [0, 1] and around the value
+    value, low, high = map(float, re.search(r"(\d\.\d+) \[(\d\.\d+), (\d\.\d+)\]",
+                                            page.inner_text("#requirements")).groups())
+    assert 0 <= low <= value <= high <= 1 and low < high
     page.screenshot(path=str(ARTIFACTS / "dashboard-trial.png"), full_page=True)
 
 

@@ -14,6 +14,7 @@ import textwrap
 import tomllib
 from pathlib import Path
 
+import optuna
 import pytest
 
 from conftest import EXPERIMENTS, REPO, run_nas
@@ -196,3 +197,25 @@ def test_entry_points_of_an_installed_distribution_are_found_by_name(tmp_path):
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(CHECK_INSTALLED)], cwd=tmp_path, env=environment,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "installed extensions found" in result.stdout, result.stderr
+
+
+def test_sampler_options_reach_the_sampler():
+    """``study.sampler_options`` are keyword arguments of any sampler, built-in or referenced, over our defaults."""
+    from nas import config as config_module
+    from nas.study import create_sampler
+
+    def first_points(sampler, n: int = 6) -> list[float]:
+        study = optuna.create_study(sampler=sampler)
+        study.optimize(lambda trial: (trial.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=n)
+        return [trial.params["x"] for trial in study.trials]
+
+    raw = {"study": {"sampler": "optuna.samplers:QMCSampler", "sampler_options": {"qmc_type": "halton"}},
+           "data": {"name": "synthetic"}, "space": {"name": "mlp"}}
+    study = config_module.resolve(raw)["study"]
+    halton = create_sampler(study["sampler"], study["seed"], study["sampler_options"])
+    assert isinstance(halton, optuna.samplers.QMCSampler)
+    assert first_points(halton) != first_points(create_sampler(study["sampler"], study["seed"], {"qmc_type": "sobol"}))
+    # the built-in TPE's 8 random start-up trials give way to the user's 2: the same seeded start, then TPE
+    ours = first_points(create_sampler("tpe", 0))
+    theirs = first_points(create_sampler("tpe", 0, {"n_startup_trials": 2}))
+    assert ours[:2] == theirs[:2] and ours[2:] != theirs[2:]

@@ -91,3 +91,12 @@ def test_overridden_rdb_storage_hooks_still_exist(name):
     method = getattr(optuna.storages.RDBStorage, name, None)
     assert method is not None, f"optuna.storages.RDBStorage.{name} is gone: nas.storage._RDBStorage overrides it"
     assert tuple(inspect.signature(method).parameters) == optuna_compat.RDB_STORAGE_HOOKS[name]
+
+
+def test_hypervolume_of_losses_up_to_a_reference():
+    reference = np.array([1.0, 1.0])
+    assert optuna_compat.hypervolume(np.array([[0.5, 0.5]]), reference) == pytest.approx(0.25)
+    # two boxes overlapping in [0.5, 1]^2: 0.5 * 0.75 + 0.75 * 0.5 - 0.25
+    both = optuna_compat.hypervolume(np.array([[0.5, 0.25], [0.25, 0.5]]), reference)
+    assert both == pytest.approx(0.5)
+    assert optuna_compat.hypervolume(np.array([[1.5, 0.0]]), reference) == 0.0  # outside the reference box

@@ -62,8 +62,8 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
              html.H2("Training recipe", style={"marginTop": "14px"}), table(recipe)),
         html.Div([
             card("Objectives", table(objective_table(trial), ["objective", "value", "seconds"]),
-                 html.Details([html.Summary("every measured metric"),
-                               table([{"metric": k, "value": v} for k, v in (attrs.get("metrics") or {}).items()])]),
+                 html.Details([html.Summary("every measured metric (95% intervals in brackets)"),
+                               table(metric_table([trial], list(attrs.get("metrics") or {})))]),
                  hint=f"trained in {format_value(attrs.get('train_seconds'))} s on {attrs.get('device', '?')}"),
             card("Requirements", table(requirement_table(trial)), id="requirements"),
         ], className="side"),

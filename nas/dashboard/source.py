@@ -19,7 +19,7 @@ import optuna
 from optuna.artifacts import download_artifact
 from optuna.trial import FrozenTrial, TrialState
 
-from ..card import fmt
+from ..card import estimates, fmt, fmt_interval, fmt_value
 from ..pareto import front_trials, is_feasible, objective_names
 from ..storage import default_artifact_dir, is_artifact_id, open_artifact_store, open_existing_storage, study_names
 
@@ -239,10 +239,19 @@ def metric_columns(snap: Snapshot, trials: list[FrozenTrial]) -> tuple[list[str]
     return headline, sorted(measured - set(headline))
 
 
+def with_interval(trial: FrozenTrial, metric: str, value: Any = None) -> Any:
+    """``0.853 [0.82, 0.88]``: a measured number with its 95% interval (and the digits the interval supports)
+    when the objective reported one; other values as they are. A bare number would read as exact."""
+    value = (trial.user_attrs.get("metrics") or {}).get(metric) if value is None else value
+    interval = estimates(trial.user_attrs.get("objectives") or {}).get(metric, {}).get("interval")
+    if interval is None or not isinstance(value, (int, float)) or isinstance(value, bool):
+        return value
+    return f"{fmt_value(value, interval)} {fmt_interval(interval)}"
+
+
 def metric_table(trials: list[FrozenTrial], metrics: list[str]) -> list[dict[str, Any]]:
-    """One row per metric, one column per trial (``trial N``)."""
-    return [{"metric": m, **{f"trial {t.number}": (t.user_attrs.get("metrics") or {}).get(m) for t in trials}}
-            for m in metrics]
+    """One row per metric, one column per trial (``trial N``), each value with its 95% interval."""
+    return [{"metric": m, **{f"trial {t.number}": with_interval(t, m) for t in trials}} for m in metrics]
 
 
 def trial_row(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
@@ -262,7 +271,7 @@ def objective_table(trial: FrozenTrial) -> list[dict[str, Any]]:
         rows.append({
             "objective": name,
             "value": ("skipped (a requirement already failed)" if result.get("skipped")
-                      else format_value(result.get("value"))),
+                      else format_value(with_interval(trial, name, result.get("value")))),
             "seconds": format_value(result.get("seconds")),
         })
     return rows
@@ -275,7 +284,8 @@ def requirement_table(trial: FrozenTrial) -> list[dict[str, Any]]:
         bound = " and ".join(f"{'≥' if side == 'min' else '≤'} {format_value(row[side])}"
                              for side in ("min", "max") if side in row)
         verdict = {True: "PASS", False: "FAIL", None: "not evaluated"}[row.get("pass")]
-        rows.append({"requirement": metric, "bound": bound, "value": format_value(row.get("value")), "result": verdict})
+        value = format_value(with_interval(trial, metric, row.get("value")))
+        rows.append({"requirement": metric, "bound": bound, "value": value, "result": verdict})
     return rows
 
 

@@ -1,0 +1,246 @@
+"""Benchmark: how fast each sampler (and early stopping) finds a good front, plus per-trial overhead and start-up.
+
+    .venv/bin/python experiments/bench_search.py [--seeds 3] [--trials 30] [--variants random,tpe,...]
+
+A cheap real config (scikit-learn digits, a small CNN space, 2 epochs, FGSM adversarial training searched;
+objectives accuracy, PGD accuracy and parameters). Every variant runs the same budget of COMPLETE trials for each
+seed, variants alternating within a seed, one thread per run (``--threads 1``, passive OpenMP wait). For each run:
+the hypervolume after each completed trial (objectives turned into losses, parameters on a log scale, each
+normalised by the values pooled over all runs, reference point 1.1 in every dimension: fixed for the whole
+benchmark), and the wall-clock and trained epochs (pruned trials included) at which it first reaches random
+search's final hypervolume of the same seed. Ratios are per seed, then the median. Also printed: time per
+trial outside training and evaluation, ``nas --help`` wall time and the quickstart's peak RSS.
+Prints a markdown table; ``--out FILE`` writes it too.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "experiments"))
+
+from _publish import publish  # noqa: E402
+from nas.optuna_compat import hypervolume  # noqa: E402
+
+CONFIG = """
+[study]
+name = "bench"
+n_trials = {trials}
+seed = 0
+{study_extra}
+
+[data]
+name = "digits"
+train_size = 800
+val_size = 300
+
+[space]
+name = "cnn"
+depth = {{ low = 1, high = 2 }}
+channels = [4, 8, 16]
+kernel = [3, 5]
+cardinality = [1, 2]
+hidden = [0, 32]
+ensemble = [1, 2]
+
+[training]
+epochs = 3
+batch_size = 64
+lr = {{ low = 3e-4, high = 3e-2, log = true }}
+
+[training.adversarial]
+enabled = [true, false]
+attack = "fgsm"
+eps = {{ low = 0.05, high = 0.2 }}
+
+[objectives.accuracy]
+[objectives.adversarial]
+eps = 0.1
+samples = 100
+pgd_steps = 5
+[objectives.params]
+"""
+# name -> (sampler, sampler_options as TOML, extra [study] lines)
+VARIANTS: dict[str, tuple[str, str, str]] = {
+    "random": ("random", "{}", ""),
+    "tpe": ("tpe", "{}", ""),
+    "tpe-group": ("tpe", "{ group = true }", ""),
+    "gp": ("gp", "{}", ""),
+    "nsga2": ("nsga2", "{}", ""),
+}
+DIRECTIONS = ("maximize", "maximize", "minimize")  # accuracy, adversarial, params
+
+
+def write_config(folder: Path, variant: str, trials: int) -> Path:
+    sampler, options, extra = VARIANTS[variant]
+    study_extra = f'sampler = "{sampler}"\nsampler_options = {options}\n{extra}'
+    path = folder / f"{variant}.toml"
+    path.write_text(CONFIG.format(trials=trials, study_extra=study_extra))
+    return path
+
+
+def run(config: Path, storage: str, study_name: str, seed: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one ``nas search`` (CPU of the child process alone)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "160"}
+    result = subprocess.run([sys.executable, "-m", "nas", "search", str(config), "--storage", storage,
+                             "--study-name", study_name, "--seed", str(seed), "--threads", "1"],
+                            env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"nas search {config} failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def losses(values: list[float]) -> list[float]:
+    """Objective values as losses; parameters on a log scale."""
+    accuracy, robust, params = values
+    return [1.0 - accuracy, 1.0 - robust, math.log10(max(params, 1.0))]
+
+
+def trajectory(study: optuna.Study) -> dict[str, Any]:
+    """Per finished trial, in order of completion: its losses (None unless COMPLETE), end time and epochs."""
+    trials = sorted((t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_complete),
+                    key=lambda t: t.datetime_complete)
+    start = min(t.datetime_start for t in trials)
+    rows, epochs = [], 0
+    for trial in trials:
+        epochs += len(trial.user_attrs.get("history") or [])
+        overhead = None
+        if trial.state == TrialState.COMPLETE:
+            total = (trial.datetime_complete - trial.datetime_start).total_seconds()
+            evaluation = sum(o.get("seconds", 0.0) for o in (trial.user_attrs.get("objectives") or {}).values())
+            overhead = total - float(trial.user_attrs.get("train_seconds", 0.0)) - evaluation
+        rows.append({"losses": losses(trial.values) if trial.state == TrialState.COMPLETE else None,
+                     "seconds": (trial.datetime_complete - start).total_seconds(), "epochs": epochs,
+                     "overhead": overhead,
+                     "trial_seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()})
+    return {"rows": rows}
+
+
+def hypervolume_curve(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray) -> list[float]:
+    """Hypervolume of the completed trials so far, after each finished trial (normalised losses, ref 1.1)."""
+    points, curve = [], []
+    reference = np.full(len(low), 1.1)
+    for row in rows:
+        if row["losses"] is not None:
+            points.append((np.asarray(row["losses"]) - low) / np.where(high > low, high - low, 1.0))
+        curve.append(hypervolume(np.clip(np.asarray(points), None, 1.1), reference) if points else 0.0)
+    return curve
+
+
+def first_reaching(curve: list[float], rows: list[dict[str, Any]], target: float) -> tuple[float, float] | None:
+    for value, row in zip(curve, rows):
+        if value >= target - 1e-12:
+            return row["seconds"], row["epochs"]
+    return None
+
+
+def help_seconds(repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "nas", "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def quickstart_peak_rss_mb(folder: Path) -> float | None:
+    """Peak RSS of a 2-trial quickstart (None without Fashion-MNIST installed)."""
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    command = [sys.executable, "-c", probe, sys.executable, "-m", "nas", "search",
+               str(REPO / "experiments" / "quickstart.toml"), "--n-trials", "2", "--threads", "1",
+               "--storage", f"sqlite:///{folder}/quickstart.db"]
+    code, peak_kb = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    return int(peak_kb) / 1024 if code == "0" else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    if "random" not in variants:
+        raise SystemExit("--variants must include random (the reference)")
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"--variants: unknown {unknown}; allowed: {', '.join(VARIANTS)}")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for seed in range(args.seeds):
+            order = variants if seed % 2 == 0 else variants[::-1]  # alternate, so drift in load hits all
+            for variant in order:
+                storage = f"sqlite:///{folder}/{variant}-{seed}.db"
+                wall, cpu = run(write_config(folder, variant, args.trials), storage, f"{variant}-{seed}", seed)
+                study = optuna.load_study(study_name=f"{variant}-{seed}", storage=storage)
+                runs[variant, seed] = {"wall": wall, "cpu": cpu, **trajectory(study)}
+                print(f"seed {seed} {variant}: {wall:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr, flush=True)
+        rss = quickstart_peak_rss_mb(folder)
+    pooled = np.array([row["losses"] for run_ in runs.values() for row in run_["rows"] if row["losses"]])
+    low, high = pooled.min(axis=0), pooled.max(axis=0)
+    for run_ in runs.values():
+        run_["curve"] = hypervolume_curve(run_["rows"], low, high)
+
+    lines = [f"{args.trials} COMPLETE trials per run, {args.seeds} seeds, 1 thread; medians over seeds "
+             "(ratios per seed, then the median)", "",
+             "| variant | final HV | HV vs random | wall s | CPU s | epochs | reaches random's HV | "
+             "wall to reach / random's | epochs to reach / random's |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for variant in variants:
+        finals, hv_ratio, walls, cpus, epochs, reached, wall_ratio, epoch_ratio = [], [], [], [], [], 0, [], []
+        for seed in range(args.seeds):
+            run_, reference = runs[variant, seed], runs["random", seed]
+            target = reference["curve"][-1]
+            finals.append(run_["curve"][-1])
+            hv_ratio.append(run_["curve"][-1] / target if target else math.nan)
+            walls.append(run_["wall"])
+            cpus.append(run_["cpu"])
+            epochs.append(run_["rows"][-1]["epochs"])
+            hit = first_reaching(run_["curve"], run_["rows"], target)
+            if hit is not None:
+                reached += 1
+                wall_ratio.append(hit[0] / reference["rows"][-1]["seconds"])
+                epoch_ratio.append(hit[1] / reference["rows"][-1]["epochs"])
+        median = statistics.median
+        lines.append(
+            f"| {variant} | {median(finals):.3f} | {median(hv_ratio):.2f}x | {median(walls):.0f} | {median(cpus):.0f} "
+            f"| {median(epochs):.0f} | {reached}/{args.seeds} | "
+            f"{median(wall_ratio):.2f} | {median(epoch_ratio):.2f} |" if wall_ratio else
+            f"| {variant} | {median(finals):.3f} | {median(hv_ratio):.2f}x | {median(walls):.0f} | {median(cpus):.0f} "
+            f"| {median(epochs):.0f} | 0/{args.seeds} | - | - |")
+    overheads = [row["overhead"] for run_ in runs.values() for row in run_["rows"][1:] if row["overhead"] is not None]
+    trial_seconds = [row["trial_seconds"] for run_ in runs.values() for row in run_["rows"][1:]
+                     if row["overhead"] is not None]
+    overhead, trial = statistics.median(overheads), statistics.median(trial_seconds)
+    lines += ["", f"Per trial outside training and evaluation (first trial of each run left out, it pays the lazy "
+              f"imports): median {overhead:.3f} s of a median {trial:.2f} s trial ({overhead / trial:.0%}).",
+              f"`nas --help`: {help_seconds():.2f} s wall.",
+              f"Quickstart (2 trials) peak RSS: {rss:.0f} MB." if rss else "Quickstart peak RSS: no Fashion-MNIST."]
+    publish(lines, args.out)
+
+
+if __name__ == "__main__":
+    main()
