@@ -1,8 +1,8 @@
 """Every use of Optuna's private API, in one place, each behind a small function with its own test.
 
-Optuna offers no public way to rank trials by constrained non-domination, to take the Pareto front of a
-list of trials, to run its heartbeat outside ``study.optimize``, or to reach a study's storage and a trial's
-id. We need all of these, so they live here: when Optuna changes one, ``tests/test_optuna_compat.py``
+Optuna offers no public way to rank trials by constrained non-domination, to compute a hypervolume, to take the
+Pareto front of a list of trials, to run its heartbeat outside ``study.optimize``, or to reach a study's storage
+and a trial's id. We need all of these, so they live here: when Optuna changes one, ``tests/test_optuna_compat.py``
 names the helper that broke, and this module is the only one to fix. ``pyproject.toml`` keeps
 ``optuna<6`` until the next major has been checked against those tests.
 
@@ -42,6 +42,16 @@ def non_domination_rank(losses: np.ndarray, penalty: np.ndarray | None = None) -
     from optuna.study._multi_objective import _fast_non_domination_rank
 
     return np.asarray(_fast_non_domination_rank(np.asarray(losses, dtype=float), penalty=penalty))
+
+
+def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
+    """Hypervolume dominated by the rows of ``losses`` (all minimised) up to ``reference`` (worse than every row)."""
+    from optuna._hypervolume import compute_hypervolume
+
+    points = np.asarray(losses, dtype=float).reshape(-1, len(reference))
+    if len(points) == 0:
+        return 0.0
+    return float(compute_hypervolume(points, np.asarray(reference, dtype=float)))
 
 
 def constraints_key() -> str:
