@@ -122,12 +122,15 @@ def _normalised(losses: np.ndarray) -> np.ndarray:
 
 
 def hypervolume_contributions(losses: np.ndarray) -> np.ndarray:
-    """Each row's exclusive share of the hypervolume of ``losses`` (normalised, reference point 1.1 per objective)."""
+    """Each row's exclusive share of the hypervolume of ``losses`` (normalised, reference point 1.1 per objective).
+
+    Copies of a point share its contribution (each would otherwise hide the others' and count as 0).
+    """
     points = _normalised(losses)
     reference = np.full(points.shape[1], 1.1)
     total = hypervolume(points, reference)
-    return np.asarray([total - hypervolume(np.delete(points, i, axis=0), reference) if len(points) > 1 else total
-                       for i in range(len(points))])
+    return np.asarray([total - hypervolume(points[~np.all(points == point, axis=1)], reference)
+                       for point in points])
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,7 @@ class EarlyStopping:
             "epoch": epoch, "values": values, "metrics": metrics,
             "seconds": round(sum(result.seconds for result in results.values()) + time.perf_counter() - started, 4),
             "position": place.position, "competitors": place.competitors, "keep": place.keep, "rank": place.rank,
+            "compared_with": sorted(numbers),
             "decision": "stop" if reason else "continue", **({"reason": reason} if reason else {}),
         }
         trial.set_user_attr(key, record)
