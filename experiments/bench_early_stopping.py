@@ -141,7 +141,8 @@ def main() -> None:
         hit = [point for point in reached if point is not None]
         print(f"| {variant} | {statistics.median(r['wall'] for r in mine):.1f} "
               f"| {statistics.median(r['cpu'] for r in mine):.1f} "
-              f"| {statistics.median(r['started'] for r in mine):.0f} ({statistics.median(r['pruned'] for r in mine):.0f}) "
+              f"| {statistics.median(r['started'] for r in mine):.0f} "
+              f"({statistics.median(r['pruned'] for r in mine):.0f}) "
               f"| {statistics.median(r['curve'][-1][1] for r in mine):.0f} "
               f"| {statistics.median(finals[variant]):.4f} (min {min(finals[variant]):.4f}) "
               f"| {median_or_dash([s for s, _ in hit], '.1f')} | {median_or_dash([e for _, e in hit], '.0f')} "
