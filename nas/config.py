@@ -25,6 +25,7 @@ import search_spaces
 
 from . import data as data_module
 from . import samplers
+from .early_stopping import EARLY_STOPPING_FIELDS, check_early_stopping
 from .errors import UsageError
 from .extensions import REFERENCE
 from .files import read_text
@@ -49,6 +50,8 @@ STUDY_FIELDS: dict[str, Declaration] = {
     "device": {"type": str, "default": "auto"},
     "max_failed": {"type": int, "default": 0, "low": 0, "high": 100000,
                    "help": "stop after this many FAILED trials; 0 = n_trials"},
+    "early_stopping": {"type": dict, "default": {}, "table": EARLY_STOPPING_FIELDS,
+                       "help": "successive halving over epochs (nas.early_stopping); off unless rungs are given"},
 }
 DATA_FIELDS: dict[str, Declaration] = {
     "name": {"type": str, "default": "digits",
@@ -223,6 +226,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     _check_data_dataset(resolved["data"])
     _check_groups(resolved)
     check_recipe(resolved)
+    check_early_stopping(resolved)
     return resolved
 
 

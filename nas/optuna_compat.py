@@ -85,6 +85,6 @@ def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:
     """The hypervolume dominated by ``losses`` (rows of points, every objective minimised) up to ``reference``."""
     from optuna._hypervolume import compute_hypervolume
 
-    points = np.asarray(losses, dtype=float)
-    inside = points[np.all(points < reference, axis=1)] if len(points) else points
+    points = np.asarray(losses, dtype=float).reshape(-1, len(reference))
+    inside = points[np.all(points < reference, axis=1)]
     return float(compute_hypervolume(inside, np.asarray(reference, dtype=float))) if len(inside) else 0.0

@@ -69,6 +69,9 @@ class SearchProgress:
         if trial.state == TrialState.FAIL:
             self.progress.console.print(f"trial {trial.number} FAILED: "
                                         f"{trial.user_attrs.get('fail_reason', 'unknown reason')}", style="yellow")
+        elif trial.state == TrialState.PRUNED and trial.user_attrs.get("pruned_reason"):
+            self.progress.console.print(f"trial {trial.number} stopped: {trial.user_attrs['pruned_reason']}",
+                                        style="dim")
         elif trial.state == TrialState.COMPLETE:
             values = ", ".join(f"{n}={v:.4g}" for n, v in zip(self.names, trial.values))
             self.progress.console.print(f"trial {trial.number} done "

@@ -37,6 +37,18 @@ def requirement_metrics(objective_names: list[str] | None = None) -> dict[str, t
     return table
 
 
+def requirement_violation(value: float | None, bound: dict[str, float]) -> float:
+    """Optuna constraint value: <= 0 when ``value`` satisfies ``{min, max}``; 1.0 when not evaluated."""
+    if value is None or not math.isfinite(value):
+        return 1.0
+    violation = -math.inf
+    if "min" in bound:
+        violation = max(violation, bound["min"] - value)
+    if "max" in bound:
+        violation = max(violation, value - bound["max"])
+    return float(violation)
+
+
 def check_requirements_table(table: Any) -> dict[str, dict[str, float]]:
     """Validate ``[requirements]``: known metric names, each with ``min``, ``max`` or both (min <= max)."""
     if not isinstance(table, dict):

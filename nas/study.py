@@ -30,9 +30,10 @@ import search_spaces
 from . import config as config_module
 from . import data as data_module
 from . import samplers
+from .early_stopping import EarlyStopping
 from .errors import UsageError
 from .recipe import sample_recipe
-from .requirements import requirement_metrics
+from .requirements import requirement_metrics, requirement_violation
 from .robust_training import make_batch_loss
 from .storage import (FAIL_REASON, HEARTBEAT_SECONDS, TrialStranded, default_artifact_dir, fail_trials_of_dead_workers,
                       heartbeat_enabled, heartbeat_thread, is_connection_error, mask_url, open_artifact_store,
@@ -48,18 +49,6 @@ def create_sampler(name: str, seed: int, options: dict[str, Any] | None = None) 
         return samplers.create(name, seed, options)
     except LookupError as error:
         raise UsageError(f"study.sampler = {error}") from None
-
-
-def requirement_violation(value: float | None, bound: dict[str, float]) -> float:
-    """Optuna constraint value: <= 0 when ``value`` satisfies ``{min, max}``; 1.0 when not evaluated."""
-    if value is None or not math.isfinite(value):
-        return 1.0
-    violation = -math.inf
-    if "min" in bound:
-        violation = max(violation, bound["min"] - value)
-    if "max" in bound:
-        violation = max(violation, value - bound["max"])
-    return float(violation)
 
 
 def check_requirements(metrics: dict[str, float],
@@ -150,6 +139,8 @@ class Experiment:
         connection, which is not the trial's fault (the trial is retried, see :func:`run_search`)."""
         try:
             return self._run_trial(trial)
+        except optuna.TrialPruned:
+            raise  # stopped early: PRUNED, with its own reason
         except Exception as error:
             if is_connection_error(error):
                 raise
@@ -176,12 +167,18 @@ class Experiment:
         torch.manual_seed(seed)
         model = search_spaces.build(spec)
         history: list[dict[str, float]] = []
+        stopper = EarlyStopping.from_config(config)
+        seed_of_study = int(config["study"]["seed"])
 
         def on_epoch(record: dict[str, float]) -> None:
             history.append(record)
             trial.set_user_attr("history", history)
             if self.epoch_listener is not None:
                 self.epoch_listener(trial.number, record, int(recipe["epochs"]))
+            if stopper is not None and stopper.is_rung(int(record["epoch"]), int(recipe["epochs"])):
+                # cheap screens at a rung; raises optuna.TrialPruned when the trial should stop (see early_stopping)
+                results = stopper.screen(model, self.context(seed_of_study, recipe), self.evaluated_objectives())
+                stopper.decide(trial, int(record["epoch"]), results, flatten_metrics(results))
 
         trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch,
                         batch_loss=self.batch_loss(recipe))
