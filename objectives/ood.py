@@ -141,7 +141,7 @@ def auroc_along(id_scores: np.ndarray, ood_scores: np.ndarray, axis: int = -1) -
 
 def fpr95_along(id_scores: np.ndarray, ood_scores: np.ndarray, axis: int = -1) -> np.ndarray:
     """pytorch-ood's FPR@95TPR along ``axis``, vectorized for the bootstrap (the library scores one curve at a
-    time, a thousand times slower): the threshold is the k-th largest OOD score for the least k with
+    time, and a bootstrap needs hundreds): the threshold is the k-th largest OOD score for the least k with
     k / n_ood >= 0.95 (the first point of the ROC curve reaching that TPR), the FPR the share of in-distribution
     scores at or above it. A test holds it equal to ``pytorch_ood.metrics.functional.fpr_at_tpr``."""
     inside, outside = np.moveaxis(id_scores, axis, -1), np.moveaxis(ood_scores, axis, -1)
@@ -216,8 +216,8 @@ class OOD(Objective):
         "aggregate": {"default": "min", "choices": ("min", "mean")},
         "samples": {"default": 200, "low": 10, "high": 100000},
         "fit_samples": {"default": 1000, "low": 20, "high": 1000000},
-        "extra_detectors": {"default": [], "type": list,
-                            "help": f"detectors reported beside 'detector' (any of {', '.join(DETECTORS)})"},
+        "extra_detectors": {"default": [], "type": list, "choices": DETECTORS, "allow_empty": True,
+                            "help": "detectors reported beside 'detector' (<detector>_min_auroc ...)"},
         "resamples": {"default": SEARCH_RESAMPLES, "low": 50, "high": 100000,
                       "help": "bootstrap resamples behind each 95% interval"},
     }
