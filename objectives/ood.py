@@ -333,6 +333,11 @@ class OOD(Objective):
                 if rows:
                     metrics[f"{prefix}{group}_min_auroc"] = min(aurocs[row] for row in rows)
                     intervals[f"{prefix}{group}_min_auroc"] = joint.interval(lambda a, f, rows=rows: a[rows].min(0))
+        # headline numbers first (the card and verify list metrics in this order), then each set, then other detectors
+        headline = ["min_auroc", "near_min_auroc", "far_min_auroc", "mean_auroc", "max_fpr95", "max_ood_confidence",
+                    "id_confidence"]
+        per_set = [f"{kind}_{name}" for name in names for kind in ("auroc", "fpr95", "confidence")]
+        metrics = {metric: metrics[metric] for metric in [*headline, *per_set, *metrics] if metric in metrics}
         n = len(x_id)
         samples = {metric: n for metric in metrics}
         value = metrics["min_auroc"] if self.options["aggregate"] == "min" else metrics["mean_auroc"]
