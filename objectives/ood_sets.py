@@ -59,6 +59,7 @@ FONT_POOLS: dict[str, tuple[str, ...]] = {
     ),
 }
 LETTER_FONTS = FONT_POOLS["val"] + FONT_POOLS["test"]
+MAX_RENDER = 64  # pixels a side that glyphs and scribbles are drawn at, at most
 # The fixed seed of the permutation that halves scikit-learn's digits into the validation and test pools: the
 # pools must not depend on the study seed, so that no study's test images are another study's validation images.
 POOL_SEED = 0
@@ -148,6 +149,14 @@ def _pick(reference: torch.Tensor, n: int, generator: torch.Generator) -> torch.
 
 def _spatial(reference: torch.Tensor) -> tuple[int, ...]:
     return tuple(reference.shape[2:])
+
+
+def _render_size(reference: torch.Tensor) -> tuple[int, int]:
+    """The size glyphs and scribbles are drawn at: the input's, at most :data:`MAX_RENDER` a side (larger inputs get
+    the drawing resized; drawing at 4x their size would be slow, and the cached drawings large)."""
+    height, width = _spatial(reference)
+    scale = min(1.0, MAX_RENDER / max(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _seed(generator: torch.Generator) -> int:
@@ -304,7 +313,7 @@ def render_letters(n: int, height: int, width: int, seed: int, split: str | None
          "near", image_only=True, pooled=True)
 def _letters(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
              split: str | None = None) -> torch.Tensor:
-    height, width = _spatial(reference)
+    height, width = _render_size(reference)
     images = render_letters(n, height, width, _seed(generator), split)
     return _resize_gray(torch.from_numpy(images.copy()), reference)
 
@@ -313,7 +322,7 @@ def _letters(reference: torch.Tensor, labels: torch.Tensor | None, n: int, gener
          image_only=True, pooled=True)
 def _glyphs(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
             split: str | None = None) -> torch.Tensor:
-    height, width = _spatial(reference)
+    height, width = _render_size(reference)
     images = render_glyphs(LOWERCASE, split, n, height, width, _seed(generator))
     return _resize_gray(torch.from_numpy(images.copy()), reference)
 
@@ -322,7 +331,7 @@ def _glyphs(reference: torch.Tensor, labels: torch.Tensor | None, n: int, genera
          image_only=True, pooled=True)
 def _typed_digits(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
                   split: str | None = None) -> torch.Tensor:
-    height, width = _spatial(reference)
+    height, width = _render_size(reference)
     images = render_glyphs(DIGITS, split, n, height, width, _seed(generator))
     return _resize_gray(torch.from_numpy(images.copy()), reference)
 
@@ -359,7 +368,7 @@ def render_scribbles(n: int, height: int, width: int, seed: int) -> np.ndarray:
 @_family("scribbles", "pen scribbles: 1-3 random Bezier strokes drawn with PIL", "near", image_only=True)
 def _scribbles(reference: torch.Tensor, labels: torch.Tensor | None, n: int,
                generator: torch.Generator) -> torch.Tensor:
-    height, width = _spatial(reference)
+    height, width = _render_size(reference)
     return _resize_gray(torch.from_numpy(render_scribbles(n, height, width, _seed(generator)).copy()), reference)
 
 

@@ -275,3 +275,13 @@ def test_outlier_exposure_still_beats_a_plain_model_on_held_out_far_sets(digits,
         OOD(**options).evaluate(exposed, context(digits, "test"))
     assert after.metrics["far_min_auroc"] > before.metrics["far_min_auroc"] + 0.05
     assert after.intervals["far_min_auroc"][0] > before.metrics["far_min_auroc"]
+
+
+@pytest.mark.parametrize("name", ["letters", "glyphs", "typed_digits", "scribbles"])
+def test_drawn_families_fit_large_inputs_drawn_small(name):
+    """Images over MAX_RENDER a side are drawn at most that size and resized (fast, small caches)."""
+    reference = torch.rand(3, 3, 2 * ood_sets.MAX_RENDER, ood_sets.MAX_RENDER + 16)
+    out = ood_sets.generate(name, reference, 6, torch.Generator().manual_seed(0), split="test")
+    assert out.shape == (6, *reference.shape[1:]) and 0.0 <= float(out.min()) and float(out.max()) <= 1.0
+    ink = out.flatten(1).mean(dim=1)
+    assert (ink > 0.005).all() and (ink < 0.7).all()  # a drawing on black in every image
