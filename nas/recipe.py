@@ -101,12 +101,22 @@ def check_outlier_families(config: dict[str, Any]) -> None:
     """A model must not be scored on the outlier families it was trained on."""
     outliers = config["training"]["outlier_exposure"]
     if _may_enable(outliers):
-        overlap = sorted(set(outliers["families"]) & set(scored_ood_sets(config)))
+        scored = set(scored_ood_sets(config))
+        overlap = sorted(set(outliers["families"]) & scored)
         if overlap:
             raise UsageError(
                 f"config: training.outlier_exposure.families and objectives.ood.sets share {overlap}: a model must not "
                 f"be scored on outliers it was trained on; drop them from one list (training-only families: "
                 f"{', '.join(TRAINING_ONLY_FAMILIES)})"
+            )
+        kin = sorted({(trained, other) for trained in outliers["families"] if trained in ood_sets.available()
+                      for other in ood_sets.related(trained) & scored})
+        if kin:
+            trained, other = kin[0]
+            raise UsageError(
+                f"config: training.outlier_exposure.families has {trained!r} and objectives.ood.sets has {other!r}, "
+                f"drawn from the same material (fonts or images): a model must not be scored on outliers like those "
+                f"it was trained on; drop one of them (training-only families: {', '.join(TRAINING_ONLY_FAMILIES)})"
             )
 
 

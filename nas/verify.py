@@ -390,6 +390,19 @@ def _estimate(value: Any, interval: list[float] | None) -> str:
     return fmt_value(value, interval) + (f" {fmt_interval(interval)}" if interval is not None else "")
 
 
+def _is_detail(row: dict[str, Any]) -> bool:
+    """A per-item metric (one per OOD set, ...) that the table folds away, unless a requirement names it or it
+    degraded beyond its intervals."""
+    if row["requirements"] or row["degraded"]:
+        return False
+    try:
+        prefixes = objectives.get(row["objective"]).detail_prefixes
+    except KeyError:
+        return False
+    local = row["metric"].split(".", 1)[1] if "." in row["metric"] else ""
+    return any(local.startswith(prefix) for prefix in prefixes)
+
+
 def print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
     from rich.text import Text
@@ -403,7 +416,10 @@ def print_report(report: dict[str, Any]) -> None:
     for column in ("metric", "validation [95%]", "test [95%]", "n", "gap", "requirement", "result"):
         table.add_column(column, justify="left" if column in ("metric", "requirement", "result") else "right")
     styles = {PASS: "green", FAIL: "red", INCONCLUSIVE: "yellow", NOT_EVALUATED: "red"}
+    folded = [row for row in report["metrics"] if _is_detail(row)]
     for row in report["metrics"]:
+        if row in folded:
+            continue
         gap = fmt_value(row["gap"], row["gap_interval"]) + (" !" if row["degraded"] else "")
         bounds = ", ".join(requirement_text(requirement) for requirement in row["requirements"])
         verdict = row["verdict"]
@@ -412,6 +428,9 @@ def print_report(report: dict[str, Any]) -> None:
                       Text(verdict.upper() if verdict in (FAIL, NOT_EVALUATED) else verdict or "",
                            styles.get(verdict, "")))
     console.print(table)
+    if folded:
+        console.print(f"{len(folded)} per-set detail rows not shown (" + ", ".join(sorted({row['objective'] for row
+                      in folded})) + "); --json has every row.", soft_wrap=True)
     console.print(f"Integrity: {report['integrity']}. 95% intervals: Wilson for accuracies, seeded bootstrap "
                   "otherwise; none shown where the objective reports none (exact counts, or an objective without "
                   "intervals). How each objective measured:", soft_wrap=True)
@@ -421,8 +440,10 @@ def print_report(report: dict[str, Any]) -> None:
         if row["degraded"]:
             console.print(f"gap: {row['metric']} is {fmt_value(row['test'], row['test_interval'])} on test vs "
                           f"{fmt_value(row['validation'], row['validation_interval'])} on validation (difference "
-                          f"{fmt_interval(row['gap_interval'])}, 95%): worse than sampling noise explains; the "
-                          "search may have overfit its validation split", style="yellow", soft_wrap=True)
+                          f"{fmt_interval(row['gap_interval'])}, 95%): worse than sampling noise explains; "
+                          + ("the held-out OOD sets (other fonts, images and seeds) are harder for this model"
+                             if row["objective"] == "ood" else "the search may have overfit its validation split"),
+                          style="yellow", soft_wrap=True)
     if not report["requirements"]:
         console.print("no requirements given (none stored with the export and no --requirements file): nothing to "
                       "gate on")

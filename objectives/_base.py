@@ -111,6 +111,8 @@ class Objective:
         verify_options: options ``nas verify`` uses instead of the search's (larger samples, a stronger attack,
             more detectors): search screens cheaply, verification must not flatter.
         worst_value: recorded when the objective is skipped (trial already infeasible).
+        detail_prefixes: metrics starting with one of these (e.g. one per OOD set) are details: tables fold them
+            away (``nas verify --json`` and requirements still have them); the headline metrics stay in view.
     """
 
     name: ClassVar[str] = ""
@@ -121,6 +123,7 @@ class Objective:
     worst_value: ClassVar[float] = 0.0
     description: ClassVar[str] = ""
     verify_options: ClassVar[dict[str, Any]] = {}
+    detail_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         options.pop("class", None)  # a config table's ``class = "package.module:Name"`` chooses the class itself

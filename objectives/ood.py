@@ -223,6 +223,7 @@ class OOD(Objective):
                       "help": "bootstrap resamples behind each 95% interval"},
     }
     # verify judges: five times the OOD samples, more resamples, and the other detectors beside the configured one
+    detail_prefixes = ("auroc_", "fpr95_", "confidence_")  # one per set: verify's table shows the aggregates
     verify_options = {"samples": 1000, "extra_detectors": VERIFY_DETECTORS, "resamples": VERIFY_RESAMPLES}
     metrics = (
         "min_auroc", "near_min_auroc", "far_min_auroc", "mean_auroc", "max_fpr95", "max_ood_confidence",

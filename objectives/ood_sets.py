@@ -101,6 +101,19 @@ def get(name: str) -> OutlierFamily:
         raise ValueError(f"unknown outlier family '{name}'; allowed: {', '.join(available())}") from None
 
 
+# Families drawn from the same material (typed characters in the same fonts; the same digit images): training on
+# one of them and scoring on another would score a model on outliers it has seen.
+SHARED_MATERIAL: tuple[frozenset[str], ...] = (
+    frozenset({"letters", "glyphs", "typed_digits"}),
+    frozenset({"digits", "typed_digits"}),
+)
+
+
+def related(name: str) -> set[str]:
+    """``name`` and every family that shares its material (see :data:`SHARED_MATERIAL`)."""
+    return {name}.union(*(names for names in SHARED_MATERIAL if name in names))
+
+
 def group(name: str) -> str:
     """``near`` or ``far``: whether the family keeps the look of real inputs (OpenOOD's near-/far-OOD)."""
     return get(name).group

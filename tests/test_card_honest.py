@@ -371,3 +371,16 @@ def test_temperature_is_applied_only_when_asked(tmp_path):
             calibrated = module.build(calibrated=True)
             calibrated.load_state_dict(reference.state_dict())  # the same keys: the weights load unchanged
             torch.testing.assert_close(calibrated.eval()(x), expected / temperature, atol=1e-6, rtol=0)
+
+
+def test_verify_table_folds_per_set_rows_unless_they_matter():
+    """One row per OOD set and statistic would bury the headline; a required or degraded one stays in view."""
+    from nas.verify import _is_detail
+
+    def row(metric: str, **extra):
+        return {"metric": metric, "objective": metric.split(".")[0], "requirements": [], "degraded": None, **extra}
+
+    rows = [row("ood.auroc_uniform"), row("ood.min_auroc"), row("ood.near_min_auroc"),
+            row("ood.fpr95_letters", requirements=[{"metric": "ood.fpr95_letters", "max": 0.5}]),
+            row("ood.confidence_glyphs", degraded=True), row("accuracy.worst_class")]
+    assert [_is_detail(r) for r in rows] == [True, False, False, False, False, False]

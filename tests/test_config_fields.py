@@ -35,7 +35,7 @@ UNKNOWN = "no-such-choice"
 
 def declared_tables() -> Iterator[Table]:
     """(table path, its fields, base keys the table needs) for every table the config layer declares."""
-    yield ("study",), parsed(STUDY_FIELDS), {}
+    yield from _with_sub_tables(("study",), STUDY_FIELDS)
     yield ("data",), parsed(DATA_FIELDS), {}
     for name in search_spaces.available():
         yield ("space",), parsed(space_fields(search_spaces.get(name))), {("space", "name"): name}

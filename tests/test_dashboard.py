@@ -410,8 +410,14 @@ def test_live_refresh_while_a_search_runs_and_an_empty_study(page, built):
     # the hand-made RUNNING trial never ends
     target = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.RUNNING))) + 1
     # one trial reaches the target; the timeout ends the wait for that RUNNING trial soon after
-    search = threading.Thread(target=lambda: run_search(study, Experiment.from_config(built["config"]), target,
-                                                        timeout=5))
+    experiment = Experiment.from_config(built["config"])
+    # A trial's lazy imports compile code (dataclasses exec, torch._dynamo) while the dashboard's server thread
+    # builds URL rules with ast: CPython 3.11 can raise "AST constructor recursion depth mismatch"
+    # when two threads compile at once (gh-106905). Import them here, in this thread, before the search starts.
+    import captum.attr  # noqa: F401
+    import pytorch_ood.detector  # noqa: F401
+    import torch._dynamo  # noqa: F401
+    search = threading.Thread(target=lambda: run_search(study, experiment, target, timeout=5))
     search.start()
     try:
         page.wait_for_function(f"document.querySelectorAll('{POINTS}').length == {shown + 1}")
