@@ -31,7 +31,8 @@ MASKING_FLAGS = {
     "noise_as_strong_as_pgd": "random noise of the same L-inf size hurts as much as PGD",
     "pgd_not_converged": "the PGD loss was still rising at the last step (more steps would find more; the screen "
                          "over-states robustness)",
-    "strong_gap": "the strong attack breaks clearly more samples than the search's PGD (likely gradient masking)",
+    "strong_gap": "the strong attack breaks clearly more samples than the search's PGD: the screen over-states "
+                  "robustness (gradient masking, or a screen too weak for this model)",
 }
 LOSSES = ("ce", "margin")
 ACCURACIES = ("clean_accuracy", "fgsm_accuracy", "pgd_accuracy", "noise_accuracy")
@@ -399,11 +400,12 @@ class Adversarial(Objective):
         step = float(options["step_size"]) or 2.5 * float(options["eps"]) / steps
         settings: dict[str, Any] = {
             "eps": float(options["eps"]),
-            "eps_units": "fraction of the data range, L-inf",
+            "norm": "L-inf (eps and step sizes relative to the data range)",
             "pgd": {"role": "search screen, an upper bound on robust accuracy", "library": "captum",
                     "steps": steps, "step_size": step, "restarts": int(options["pgd_restarts"]),
                     "loss": "cross-entropy" if options["pgd_loss"] == "ce" else "logit margin",
-                    "random_start": bool(options["random_start"]), "samples": n_screen},
+                    "random_start": bool(options["random_start"]), "samples": n_screen,
+                    "convergence_margin": float(options["convergence_margin"])},
             "intervals": "Wilson 95% for accuracies and the strong gap; bootstrap "
                          f"({MEDIAN_RESAMPLES} resamples) for median min eps",
         }
