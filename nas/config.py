@@ -225,9 +225,22 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     _check_data_split(resolved["data"])
     _check_data_dataset(resolved["data"])
     _check_groups(resolved)
+    _check_strong_requirements(resolved)
     check_recipe(resolved)
     check_early_stopping(resolved)
     return resolved
+
+
+def _check_strong_requirements(config: dict[str, Any]) -> None:
+    """A search-time requirement on the strong attack's numbers needs the strong attack in the search; without it
+    every trial would be infeasible for a metric never measured."""
+    if config["objectives"].get("adversarial", {}).get("strong"):
+        return
+    strong = [metric for metric in config["requirements"] if metric.startswith("adversarial.strong_")]
+    if strong:
+        raise UsageError(f"config: requirements.{strong[0]} needs the strong attack during the search; set "
+                         "objectives.adversarial.strong = true (minutes per trial), or keep the requirement for "
+                         "'nas verify --requirements FILE', which always runs it")
 
 
 def _check_groups(config: dict[str, Any]) -> None:

@@ -27,6 +27,10 @@ CASES = {
                     ["study.sampler = 'bayes'", "allowed: tpe, nsga2, nsga3, random, gp"]),
     "sampler option it does not take": (BASE.replace('n_trials = 1', 'n_trials = 1\nsampler_options = { warp = 3 }'),
                                         ["study.sampler_options: 'tpe' does not accept the options ['warp']"]),
+    "strong-attack requirement without the strong attack": (
+        BASE + "[requirements]\n\"adversarial.strong_gap\" = { max = 0.05 }\n",
+        ["requirements.adversarial.strong_gap needs the strong attack during the search",
+         "objectives.adversarial.strong = true"]),
     "wrong type": (BASE.replace("n_trials = 1", 'n_trials = "many"'), ["study.n_trials must be an integer", "'many'"]),
     "unknown dataset": (BASE.replace('name = "synthetic"', 'name = "imagenet"'),
                         ["data.name = 'imagenet'", "fashion-mnist"]),
