@@ -1,7 +1,7 @@
 """Benchmark: does the search flatter? Search-time numbers against `nas verify` on the quickstart's front.
 
     .venv/bin/python experiments/bench_verification.py [--storage sqlite:///runs/quickstart.db]
-        [--study-name quickstart] [--screen-samples 500] [--out experiments/results/verification.md]
+        [--study-name quickstart] [--screen-samples 500] [--models 0] [--out experiments/results/verification.md]
 
 Runs the quickstart first when the study is not in the storage. Then:
 
@@ -75,12 +75,20 @@ def ensure_study(storage: str, name: str) -> optuna.Study:
     return load_study(storage, name)
 
 
-def front_rows(study: optuna.Study, storage: str, folder: Path) -> tuple[list[str], list[float]]:
+def spread(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """At most ``limit`` front rows, spread evenly over the front ordered by accuracy (all when limit is 0)."""
+    rows = sorted(rows, key=lambda row: -float(row.get("accuracy") or 0.0))
+    if not limit or len(rows) <= limit:
+        return rows
+    return [rows[round(i * (len(rows) - 1) / (limit - 1))] for i in range(limit)] if limit > 1 else rows[:1]
+
+
+def front_rows(study: optuna.Study, storage: str, folder: Path, limit: int) -> tuple[list[str], list[float]]:
     lines = ["| trial | recipe | accuracy (val -> test) | PGD, search (val, upper bound) | PGD, verify (test) | "
              "strong attack (test) | OOD worst AUROC (val -> test, held-out sets) | degraded beyond intervals | "
              "verify wall / CPU s |", "|---|---|---|---|---|---|---|---|---|"]
     walls = []
-    for row in api.front(study):
+    for row in spread(api.front(study), limit):
         trial = study.trials[row["trial"]]
         export = api.export(study, trial=trial.number, out=folder / f"t{trial.number}", storage=storage)
         start_wall, start_cpu = time.perf_counter(), cpu_seconds()
@@ -135,13 +143,14 @@ def main() -> None:
     parser.add_argument("--storage", default=f"sqlite:///{REPO / 'runs' / 'bench-verification.db'}")
     parser.add_argument("--study-name", default="quickstart")
     parser.add_argument("--screen-samples", type=int, default=500)
+    parser.add_argument("--models", type=int, default=0, help="verify at most this many front models (0: all)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = ensure_study(args.storage, args.study_name)
     with tempfile.TemporaryDirectory() as tmp:
-        lines, walls = front_rows(study, args.storage, Path(tmp))
+        lines, walls = front_rows(study, args.storage, Path(tmp), args.models)
     lines += ["", f"`nas verify` with default budgets, {THREADS} threads: median "
               f"{sorted(walls)[len(walls) // 2]:.0f} s, longest {max(walls):.0f} s per model (goal: under 120 s).", ""]
     spearman, _ = screen_vs_strong(study, args.storage, args.screen_samples)

@@ -4,16 +4,21 @@ Faithfulness is measured by deletion and insertion (Petsiuk et al. 2018): remove
 pixels the attribution ranks most relevant first and track the probability of the predicted class.
 Each area is compared with the same curve for a random pixel order, so 0 means "no better than
 chance" and 1 means "perfect". Optional stability uses ``captum.metrics.sensitivity_max``.
+
+Intervals (95%): a seeded paired bootstrap over the scored samples (each sample's attribution curve and its
+random-order curve are resampled together), since the scores are ratios of mean areas.
 """
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from .adversarial import quiet_captum
 from ._base import EvaluationContext, Objective, ObjectiveResult, predict_proba, register
+from .stats import RESAMPLES, bootstrap_interval
 
 METHODS = {"saliency": "Saliency", "input_x_gradient": "InputXGradient", "integrated_gradients": "IntegratedGradients"}
 MAX_EXAMPLES = 4
@@ -74,9 +79,24 @@ def perturbation_curves(
     return curves[0], curves[1]
 
 
+def sample_areas(curve: torch.Tensor) -> torch.Tensor:
+    """Area under each sample's curve, sampled evenly on [0, 1]."""
+    return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
+
+
 def area(curve: torch.Tensor) -> torch.Tensor:
     """Mean area under per-sample curves sampled evenly on [0, 1]."""
-    return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1).mean()
+    return sample_areas(curve).mean()
+
+
+def deletion_score(areas: np.ndarray, random_areas: np.ndarray, axis: int = -1) -> np.ndarray:
+    """1 - mean deletion area / mean random-order deletion area (small areas are good)."""
+    return 1.0 - np.mean(areas, axis=axis) / np.maximum(np.mean(random_areas, axis=axis), 1e-9)
+
+
+def insertion_score(areas: np.ndarray, random_areas: np.ndarray, axis: int = -1) -> np.ndarray:
+    """1 - (1 - mean insertion area) / (1 - mean random-order insertion area) (large areas are good)."""
+    return 1.0 - (1.0 - np.mean(areas, axis=axis)) / np.maximum(1.0 - np.mean(random_areas, axis=axis), 1e-9)
 
 
 def _round_map(values: torch.Tensor, digits: int = 3) -> list[list[float]]:
@@ -136,11 +156,22 @@ class Explainability(Objective):
             "random_deletion_auc": float(area(random_deletion)), "random_insertion_auc": float(area(random_insertion)),
         }
         # 1 - (area the curve should be small in) / (same area for a random order): 0 = chance, 1 = perfect
+        per_sample = {name: sample_areas(curve).cpu().numpy() for name, curve in (
+            ("deletion_auc", deletion), ("insertion_auc", insertion), ("random_deletion_auc", random_deletion),
+            ("random_insertion_auc", random_insertion))}
         metrics = {
             **areas,
-            "deletion": 1.0 - areas["deletion_auc"] / max(areas["random_deletion_auc"], 1e-9),
-            "insertion": 1.0 - (1.0 - areas["insertion_auc"]) / max(1.0 - areas["random_insertion_auc"], 1e-9),
+            "deletion": float(deletion_score(per_sample["deletion_auc"], per_sample["random_deletion_auc"])),
+            "insertion": float(insertion_score(per_sample["insertion_auc"], per_sample["random_insertion_auc"])),
         }
+        intervals = {
+            name: bootstrap_interval(np.mean, values, seed=context.split_seed("explainability", name), vectorized=True)
+            for name, values in per_sample.items()
+        }
+        for name, score_of in (("deletion", deletion_score), ("insertion", insertion_score)):
+            intervals[name] = bootstrap_interval(score_of, per_sample[f"{name}_auc"], per_sample[f"random_{name}_auc"],
+                                                 seed=context.split_seed("explainability", name), paired=True,
+                                                 vectorized=True)
         if self.options["sensitivity"]:
             count = int(self.options["sensitivity_samples"])
             from captum.metrics import sensitivity_max
@@ -176,4 +207,16 @@ class Explainability(Objective):
             "random_insertion_curve": [round(float(v), 4) for v in random_insertion.mean(dim=0)],
             "examples": examples,
         }
-        return ObjectiveResult(value=value, metrics=metrics, details=details)
+        if score == "mean":
+            intervals["explainability"] = bootstrap_interval(
+                lambda d, rd, i, ri, axis=-1: (deletion_score(d, rd, axis) + insertion_score(i, ri, axis)) / 2,
+                per_sample["deletion_auc"], per_sample["random_deletion_auc"], per_sample["insertion_auc"],
+                per_sample["random_insertion_auc"], seed=context.split_seed("explainability", "mean"), paired=True,
+                vectorized=True)
+        samples = {name: len(x) for name in intervals}
+        if self.options["sensitivity"]:
+            samples["sensitivity"] = min(int(self.options["sensitivity_samples"]), len(x))
+        settings = {"method": method, "score": score, "baseline": self.options["baseline"], "steps": steps,
+                    "samples": len(x), "intervals": f"paired bootstrap over samples ({RESAMPLES})"}
+        return ObjectiveResult(value=value, metrics=metrics, details=details, intervals=intervals, samples=samples,
+                               settings=settings)

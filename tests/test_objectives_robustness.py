@@ -234,6 +234,12 @@ def test_trained_attributions_beat_randomised_weights(trained, digits, method):
     assert good.metrics["deletion"] > 0.2 and abs(bad.metrics["deletion"]) < 0.15  # random weights: about chance
     assert good.metrics["deletion_auc"] < good.metrics["random_deletion_auc"]
     assert good.metrics["insertion_auc"] > good.metrics["random_insertion_auc"]
+    # paired bootstrap intervals: around the value, and the two models' intervals do not overlap
+    for result in (good, bad):
+        low, high = result.intervals["deletion"]
+        assert low <= result.metrics["deletion"] <= high and high - low > 0.01
+    assert bad.intervals["deletion"][1] < good.intervals["deletion"][0]
+    assert good.samples["deletion"] == 48
 
 
 def test_explainability_details_and_sensitivity(trained, digits):
@@ -248,6 +254,9 @@ def test_explainability_details_and_sensitivity(trained, digits):
     assert np.abs(np.array(example["attribution"])).max() <= 1.0
     assert result.metrics["sensitivity"] > 0
     assert result.value == pytest.approx((result.metrics["deletion"] + result.metrics["insertion"]) / 2)
+    low, high = result.intervals["explainability"]  # the mean score's own interval, resampled jointly
+    assert low <= result.value <= high
+    assert result.settings["score"] == "mean" and result.samples["sensitivity"] == 4
 
 
 # ------------------------------------------------------------------------------------- calibration
