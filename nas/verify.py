@@ -316,7 +316,11 @@ def verify_export(
         raise UsageError(f"{folder / 'model.py'}: the model called exit({stop.code!r}) while it was scored; "
                          f"{REEXPORT}") from None
     test = {name: result.to_json() for name, result in results.items()}
-    return _report(folder, manifest, config, experiment, context, test, options, gap_tolerance)
+    report = _report(folder, manifest, config, experiment, context, test, options, gap_tolerance)
+    # which attack broke how many samples, and how long each took: where the robust accuracy came from
+    report["strong_attack"] = (results["adversarial"].details or {}).get("strong") if "adversarial" in results \
+        else None
+    return report
 
 
 def _report(folder: Path, manifest: dict[str, Any], config: dict[str, Any], experiment: Experiment,
@@ -436,6 +440,12 @@ def print_report(report: dict[str, Any]) -> None:
                   "intervals). How each objective measured:", soft_wrap=True)
     for name, options in report["options"].items():
         console.print(f"  {name}: {how_measured(report['settings'].get(name) or {}, options)}", soft_wrap=True)
+    strong = report.get("strong_attack")
+    if strong:
+        broken = ", ".join(f"{attack} {count}" for attack, count in strong.get("broken_by", {}).items())
+        seconds = ", ".join(f"{attack} {fmt_value(value)} s" for attack, value in (strong.get("seconds") or {}).items())
+        console.print(f"  strong attack on {strong.get('samples')} samples: broken by {broken}"
+                      + (f"; time {seconds}" if seconds else ""), soft_wrap=True)
     for row in report["metrics"]:
         if row["degraded"]:
             console.print(f"gap: {row['metric']} is {fmt_value(row['test'], row['test_interval'])} on test vs "

@@ -18,6 +18,7 @@ from nas import config as config_module
 from nas import data as data_module
 from nas.export import export_trial
 from nas.storage import load_study
+from nas.study import Experiment, create_or_load, run_search
 from nas.export import manifest_checksum
 from nas.verify import verify_export
 from test_export import DATA, assert_usage_error, cli, run_study
@@ -146,3 +147,29 @@ def test_bad_input_folder_spec_and_weights(exported, capsys, tmp_path):
     (copy / "spec.json").write_text(json.dumps({**manifest, "manifest_sha256": manifest_checksum(manifest)}))
     assert_usage_error(capsys, ["verify", str(copy)], "model.py cannot be loaded (SyntaxError")
     assert_usage_error(capsys, ["verify", str(exported), "--attack-samples", "0"], "--attack-samples must be")
+
+
+def test_verify_runs_the_strong_attack_and_says_what_broke(tmp_path, capsys):
+    """verify turns the strong attack on (the search did not): its robust accuracy is at most the PGD screen's, and
+    the report and the printed table say which attack broke how many samples."""
+    storage = f"sqlite:///{tmp_path}/nas.db"
+    config = config_module.resolve({
+        "study": {"name": "strong", "storage": storage, "n_trials": 1, "sampler": "random", "device": "cpu"},
+        "data": DATA, "space": {"name": "mlp", "depth": 1, "width": [32], "ensemble": 1},
+        "training": {"epochs": 2, "batch_size": 32},
+        "objectives": {"accuracy": {}, "adversarial": {"samples": 32, "eps": 0.1}},
+    })
+    torch.set_num_threads(1)
+    run_search(create_or_load(config, resume=False), Experiment.from_config(config), 1)
+    folder = export_trial(load_study(storage, "strong"), 0, tmp_path / "export", storage_url=storage)
+    assert "strong_accuracy" not in json.loads((folder / "spec.json").read_text())["validation_metrics"]
+    report = verify_export(folder, attack_samples=64)
+    rows = {name: row for row in report["metrics"] for name in [row["metric"], *row["aliases"]]}
+    n = min(64, report["n_samples"])  # the budget, or the whole (small) test split
+    strong, pgd = rows["adversarial.strong_accuracy"], rows["adversarial.pgd_accuracy"]
+    assert strong["test"] <= pgd["test"] and strong["test_samples"] == n and strong["test_interval"]
+    attack = report["strong_attack"]
+    assert {"pgd", "apgd-ce", "apgd-dlr", "square"} <= set(attack["broken_by"]) and attack["samples"] == n
+    assert sum(attack["broken_by"].values()) <= n
+    code, out, _ = cli(capsys, "verify", str(folder), "--attack-samples", "64")
+    assert code == 0 and f"strong attack on {n} samples: broken by pgd" in " ".join(out.split())
