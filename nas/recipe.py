@@ -94,8 +94,8 @@ def scored_ood_sets(config: dict[str, Any]) -> list[str]:
 
 def check_recipe(config: dict[str, Any]) -> None:
     """Cross-section checks on a resolved config: the honesty rule, then each objective's own option checks."""
-    check_outlier_families(config)
     check_in_distribution_families(config)
+    check_outlier_families(config)
     check_objective_options(config)
 
 
