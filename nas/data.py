@@ -276,9 +276,16 @@ KNOWN_CLASSES: dict[str, list[str]] = {
 }
 
 
-def known_class_names(name: str) -> list[str] | None:
-    """The class names of built-in data set ``name`` without loading it (None when they depend on the data), so a
-    config can be checked up front, e.g. for OOD sets that depict its classes."""
+def known_class_names(options: dict[str, Any]) -> list[str] | None:
+    """The class names of the built-in data set a ``[data]`` table names, without loading it (None when they depend
+    on the data), so a config can be checked up front, e.g. for OOD sets that depict its classes."""
+    name = options.get("name")
+    if name == "torchvision" and options.get("dataset") == "SVHN":
+        return [str(digit) for digit in range(10)]
+    if name == "torchvision" and options.get("dataset") == "EMNIST":
+        from torchvision.datasets import EMNIST
+
+        return list(EMNIST.classes_split_dict.get(options.get("emnist_split", "balanced"), [])) or None
     return KNOWN_CLASSES.get(name)
 
 

@@ -99,10 +99,14 @@ def check_recipe(config: dict[str, Any]) -> None:
     check_objective_options(config)
 
 
+def _shorten(names: list[str], most: int = 12) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names)} classes)" if len(names) > most else "")
+
+
 def check_in_distribution_families(config: dict[str, Any]) -> None:
     """No family that depicts the data's own classes (``letters`` for the letters data set A-J) may be scored as
     OOD or trained towards uniform: a correct, confident answer would count against the model."""
-    classes = data_module.known_class_names(config["data"]["name"])
+    classes = data_module.known_class_names(config["data"])
     if not classes:
         return
     scored = scored_ood_sets(config)
@@ -114,7 +118,7 @@ def check_in_distribution_families(config: dict[str, Any]) -> None:
         shown = ", ".join(f'"{name}"' for name in kept)
         raise UsageError(
             f"config: objectives.ood.sets has {clashing}, which depict classes of data.name = "
-            f"{config['data']['name']!r} ({', '.join(classes)}): they are in-distribution, not OOD; "
+            f"{config['data']['name']!r} ({_shorten(classes)}): they are in-distribution, not OOD; "
             f"drop them, e.g. sets = [{shown}]")
     outliers = config["training"]["outlier_exposure"]
     trained = [name for name in outliers["families"] if name in ood_sets.available()

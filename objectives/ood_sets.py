@@ -123,8 +123,10 @@ def group(name: str) -> str:
 
 def in_distribution(name: str, class_names: list[str] | None) -> list[str]:
     """The classes of ``class_names`` that family ``name`` depicts (e.g. ``letters`` for data of letters A-J):
-    such a family is not OOD for that data, and scoring it as OOD would punish correct answers."""
-    return [str(c) for c in class_names or () if str(c) in get(name).depicts]
+    such a family is not OOD for that data, and scoring it as OOD would punish correct answers. Case is ignored
+    (EMNIST's letters split names its merged upper- and lowercase classes a-z)."""
+    depicts = {character.casefold() for character in get(name).depicts}
+    return [str(c) for c in class_names or () if str(c).casefold() in depicts]
 
 
 def applicable(name: str, reference: torch.Tensor) -> bool:

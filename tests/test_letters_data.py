@@ -87,9 +87,10 @@ def test_a_tiny_cnn_beats_chance_by_far_on_unseen_fonts():
     assert accuracy > 0.5, accuracy  # chance: 0.1; the test split's typefaces were never trained on
 
 
-def _resolve(sets: list[str] | None = None, outliers: list[str] | None = None, name: str = "letters") -> dict:
+def _resolve(sets: list[str] | None = None, outliers: list[str] | None = None, name: str = "letters",
+             **data_options: str) -> dict:
     ood = {} if sets is None else {"sets": sets}
-    raw = {"data": {"name": name}, "objectives": {"accuracy": {}, "ood": ood}}
+    raw = {"data": {"name": name, **data_options}, "objectives": {"accuracy": {}, "ood": ood}}
     if outliers is not None:
         raw["training"] = {"outlier_exposure": {"enabled": True, "families": outliers}}
     return config_module.resolve(raw)
@@ -106,6 +107,10 @@ def test_the_config_refuses_letters_a_to_j_as_ood_for_letters_data():
     assert _resolve(["uniform", "letters"], name="synthetic")  # letters are OOD for other data
     with pytest.raises(UsageError, match=r"typed_digits"):
         _resolve(["uniform", "typed_digits"], name="digits")
+    # EMNIST's letters split names its (upper- and lowercase) letters a-z: A-J are its classes too
+    with pytest.raises(UsageError, match=r"\['letters'\].*\(N/A, a, b, c"):
+        _resolve(["uniform", "letters"], name="torchvision", dataset="EMNIST", emnist_split="letters")
+    assert _resolve(["uniform", "letters"], name="torchvision", dataset="EMNIST", emnist_split="digits")
 
 
 def test_the_objective_refuses_sets_that_depict_the_data_classes():
