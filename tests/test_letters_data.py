@@ -134,3 +134,24 @@ def test_letters_kt_are_other_letters_in_each_split_s_fonts():
     assert torch.equal(val, again) and not torch.equal(val, test)
     assert ood_sets.group("letters_kt") == "near" and "letters_kt" in ood_sets.related("letters")
     assert set(ood_sets.get("letters_kt").depicts) == set("KLMNOPQRST")
+
+
+def test_a_search_on_letters_trains_a_dense_network_and_scores_letters_kt(tmp_path):
+    from nas.study import Experiment, create_or_load, run_search
+
+    raw = {
+        "study": {"name": "letters", "storage": f"sqlite:///{tmp_path}/nas.db", "n_trials": 1, "sampler": "random",
+                  "device": "cpu"},
+        "data": {**SMALL, "train_size": 200, "val_size": 60, "test_size": 60},
+        "space": {"name": "cnn", "depth": 2, "channels": [8], "cardinality": [1], "pool": ["max"], "hidden": [0],
+                  "connections": ["dense"], "ensemble": 1},
+        "training": {"epochs": 1, "batch_size": 32},
+        "objectives": {"accuracy": {}, "ood": {"sets": ["uniform", "letters_kt"], "samples": 20}},
+    }
+    config = config_module.resolve(raw)
+    study = create_or_load(config, resume=False)
+    run_search(study, Experiment.from_config(config), 1)
+    trial = study.trials[0]
+    assert trial.state.name == "COMPLETE", trial.user_attrs
+    assert trial.user_attrs["spec"]["connections"] == "dense"
+    assert "ood.auroc_letters_kt" in trial.user_attrs["metrics"], trial.user_attrs["metrics"]
