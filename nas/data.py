@@ -18,6 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from objectives import ood_sets
+
 from .errors import DataError
 from .extensions import installed, load_extension
 from .files import describe, read_text, reading
@@ -223,6 +225,68 @@ def _load_synthetic(options: dict[str, Any]) -> tuple:
         else:
             x[index, 0, :, 5:7] += 0.6
     return np.clip(x, 0.0, 1.0), y, None, None, ["top", "bottom", "left", "right"], True
+
+
+LETTERS_POOL, LETTERS_TEST = 8000, 2000  # images rendered when data.train_size / val_size / test_size are 0 (all)
+LETTERS_SIZE = 28
+LETTERS_DESCRIPTION = (
+    "notMNIST-like letters A-J, 28x28, rendered offline from matplotlib's bundled fonts with random size, position, "
+    "rotation and stroke width; train and validation typed in {train}; the test split in {test} (typefaces the "
+    "training never saw)")
+
+
+def letters_description() -> str:
+    """What ``data.name = "letters"`` holds, naming the fonts of each split (the installed ones)."""
+    return LETTERS_DESCRIPTION.format(train=", ".join(ood_sets.font_names("val")),
+                                      test=", ".join(ood_sets.font_names("test")))
+
+
+def _letters_pool_size(options: dict[str, Any]) -> int:
+    """Images to render for the train + validation pool: enough for data.train_size and data.val_size after the
+    seeded validation split (``_load_cached`` takes ``round(n * val_fraction)`` of them for validation)."""
+    train, val = int(options.get("train_size") or 0), int(options.get("val_size") or 0)
+    if not train and not val:
+        return LETTERS_POOL
+    fraction = float(options.get("val_fraction", 0.15))
+    n = max(train + val, 2)
+    while n - round(n * fraction) < train or round(n * fraction) < val:
+        n += 1
+    return n
+
+
+def _load_letters(options: dict[str, Any]) -> tuple:
+    """Letters A-J typed in matplotlib's fonts, augmented; the test split in typefaces disjoint from the pool's
+    (``objectives.ood_sets.FONT_POOLS``: the pool uses the "val" typefaces, the test split the "test" ones), so test
+    accuracy measures generalisation to unseen fonts. Deterministic for ``data.seed`` and the sizes."""
+    seed = int(options.get("seed", 0))
+    size, n_test = LETTERS_SIZE, int(options.get("test_size") or 0) or LETTERS_TEST
+    try:
+        x_pool, y_pool = ood_sets.render_labelled(ood_sets.LETTERS, "val", _letters_pool_size(options), size, size,
+                                                  seed=seed * 2 + 1)
+        x_test, y_test = ood_sets.render_labelled(ood_sets.LETTERS, "test", n_test, size, size, seed=seed * 2 + 2)
+    except (OSError, ValueError) as error:  # fonts missing or unreadable
+        raise DataError(f"data.name = 'letters': {error}") from None
+    return x_pool, y_pool, x_test, y_test, list(ood_sets.LETTERS), True
+
+
+KNOWN_CLASSES: dict[str, list[str]] = {
+    "letters": list(ood_sets.LETTERS),
+    "digits": [str(i) for i in range(10)],
+    "fashion-mnist": FASHION_CLASSES,
+}
+
+
+def known_class_names(options: dict[str, Any]) -> list[str] | None:
+    """The class names of the built-in data set a ``[data]`` table names, without loading it (None when they depend
+    on the data), so a config can be checked up front, e.g. for OOD sets that depict its classes."""
+    name = options.get("name")
+    if name == "torchvision" and options.get("dataset") == "SVHN":
+        return [str(digit) for digit in range(10)]
+    if name == "torchvision" and options.get("dataset") == "EMNIST":
+        from torchvision.datasets import EMNIST
+
+        return list(EMNIST.classes_split_dict.get(options.get("emnist_split", "balanced"), [])) or None
+    return KNOWN_CLASSES.get(name)
 
 
 GROUPS_FIX = ("write a UTF-8 CSV with a header line file,group and one row per image, the file relative to data.path "
@@ -437,6 +501,7 @@ def _load_torchvision(options: dict[str, Any]) -> tuple:
 LOADERS: dict[str, Callable[[dict[str, Any]], tuple]] = {
     "fashion-mnist": _load_fashion_mnist,
     "digits": _load_digits,
+    "letters": _load_letters,
     "mnist1d": _load_mnist1d,
     "image-folder": _load_image_folder,
     "synthetic": _load_synthetic,

@@ -30,6 +30,7 @@ import objectives
 from objectives import ood_sets
 from search_spaces import suggest
 
+from . import data as data_module
 from .errors import UsageError
 from .requirements import requirement_metrics
 from .schema import Declaration
@@ -93,8 +94,40 @@ def scored_ood_sets(config: dict[str, Any]) -> list[str]:
 
 def check_recipe(config: dict[str, Any]) -> None:
     """Cross-section checks on a resolved config: the honesty rule, then each objective's own option checks."""
+    check_in_distribution_families(config)
     check_outlier_families(config)
     check_objective_options(config)
+
+
+def _shorten(names: list[str], most: int = 12) -> str:
+    return ", ".join(names[:most]) + (f", ... ({len(names)} classes)" if len(names) > most else "")
+
+
+def check_in_distribution_families(config: dict[str, Any]) -> None:
+    """No family that depicts the data's own classes (``letters`` for the letters data set A-J) may be scored as
+    OOD or trained towards uniform: a correct, confident answer would count against the model."""
+    classes = data_module.known_class_names(config["data"])
+    if not classes:
+        return
+    scored = scored_ood_sets(config)
+    clashing = [name for name in scored if name in ood_sets.available() and ood_sets.in_distribution(name, classes)]
+    if clashing:
+        kept = [name for name in scored if name not in clashing]
+        if "letters" in clashing and "letters_kt" not in kept:
+            kept.append("letters_kt")
+        shown = ", ".join(f'"{name}"' for name in kept)
+        raise UsageError(
+            f"config: objectives.ood.sets has {clashing}, which depict classes of data.name = "
+            f"{config['data']['name']!r} ({_shorten(classes)}): they are in-distribution, not OOD; "
+            f"drop them, e.g. sets = [{shown}]")
+    outliers = config["training"]["outlier_exposure"]
+    trained = [name for name in outliers["families"] if name in ood_sets.available()
+               and ood_sets.in_distribution(name, classes)]
+    if _may_enable(outliers) and trained:
+        raise UsageError(
+            f"config: training.outlier_exposure.families has {trained}, which depict classes of data.name = "
+            f"{config['data']['name']!r}: training them towards uniform would unlearn the task; drop them "
+            f"(training-only families: {', '.join(TRAINING_ONLY_FAMILIES)})")
 
 
 def check_outlier_families(config: dict[str, Any]) -> None:

@@ -262,6 +262,14 @@ class OOD(Objective):
                 f"OOD set(s) {seen} were used for outlier-exposure training of this model; scoring on them would hide "
                 "how it treats unseen outliers -- score on other sets"
             )
+        depicted = {name: ood_sets.in_distribution(name, context.class_names) for name in sets}
+        depicted = {name: classes for name, classes in depicted.items() if classes}
+        if depicted:
+            raise ValueError(
+                f"OOD set(s) {sorted(depicted)} depict classes of the in-distribution data "
+                f"({', '.join(sorted(set().union(*depicted.values())))}): they are not OOD for this model -- score on "
+                "other sets (for the letters data set A-J: letters_kt)"
+            )
         x_id, _ = context.subset(int(self.options["samples"]))
         scorer = _Scorer(model, [detector, *extra], context, int(self.options["fit_samples"]))
         id_scores, id_confidence = scorer(x_id)
@@ -358,7 +366,7 @@ class OOD(Objective):
         settings["generated_from"] = (f"the study seed and the {context.split} split: the same inputs for every trial, "
                                       "other inputs in the other split")
         scored = set().union(*groups.values())
-        if scored & {"letters", "glyphs", "typed_digits"}:
+        if scored & {"letters", "letters_kt", "glyphs", "typed_digits"}:
             settings[f"{context.split}_fonts"] = ood_sets.font_names(context.split)
         if "digits" in scored:
             pool = ood_sets.digit_pool(context.split)

@@ -39,6 +39,7 @@ Maker = Callable[..., torch.Tensor]
 (``split`` only for families with ``pooled=True``)."""
 
 LETTERS = "ABCDEFGHIJ"
+LETTERS_KT = "KLMNOPQRST"
 LOWERCASE = "abcdefghijklmnopqrstuvwxyz"
 DIGITS = "0123456789"
 SPLITS = ("val", "test")
@@ -76,15 +77,16 @@ class OutlierFamily:
     image_only: bool = False
     group: str = "near"
     pooled: bool = False
+    depicts: frozenset[str] = frozenset()  # class names its images show (e.g. "A"): not OOD for data of those classes
 
 
 _FAMILIES: dict[str, OutlierFamily] = {}
 
 
 def _family(name: str, description: str, group: str, image_only: bool = False,
-            pooled: bool = False) -> Callable[[Maker], Maker]:
+            pooled: bool = False, depicts: str = "") -> Callable[[Maker], Maker]:
     def decorate(make: Maker) -> Maker:
-        _FAMILIES[name] = OutlierFamily(name, description, make, image_only, group, pooled)
+        _FAMILIES[name] = OutlierFamily(name, description, make, image_only, group, pooled, frozenset(depicts))
         return make
 
     return decorate
@@ -104,7 +106,7 @@ def get(name: str) -> OutlierFamily:
 # Families drawn from the same material (typed characters in the same fonts; the same digit images): training on
 # one of them and scoring on another would score a model on outliers it has seen.
 SHARED_MATERIAL: tuple[frozenset[str], ...] = (
-    frozenset({"letters", "glyphs", "typed_digits"}),
+    frozenset({"letters", "letters_kt", "glyphs", "typed_digits"}),
     frozenset({"digits", "typed_digits"}),
 )
 
@@ -117,6 +119,14 @@ def related(name: str) -> set[str]:
 def group(name: str) -> str:
     """``near`` or ``far``: whether the family keeps the look of real inputs (OpenOOD's near-/far-OOD)."""
     return get(name).group
+
+
+def in_distribution(name: str, class_names: list[str] | None) -> list[str]:
+    """The classes of ``class_names`` that family ``name`` depicts (e.g. ``letters`` for data of letters A-J):
+    such a family is not OOD for that data, and scoring it as OOD would punish correct answers. Case is ignored
+    (EMNIST's letters split names its merged upper- and lowercase classes a-z)."""
+    depicts = {character.casefold() for character in get(name).depicts}
+    return [str(c) for c in class_names or () if str(c).casefold() in depicts]
 
 
 def applicable(name: str, reference: torch.Tensor) -> bool:
@@ -248,7 +258,7 @@ def digit_pool(split: str | None) -> np.ndarray:
 
 
 @_family("digits", "scikit-learn's handwritten digits (8x8, bundled) resized to the input shape; half of them per "
-         "split", "near", image_only=True, pooled=True)
+         "split", "near", image_only=True, pooled=True, depicts=DIGITS)
 def _digits(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
             split: str | None = None) -> torch.Tensor:
     pool = torch.from_numpy(digit_pool(split))
@@ -283,27 +293,78 @@ def font_names(split: str | None) -> list[str]:
     return [path.stem for path in fonts(split)]
 
 
+GLYPH_SCALE = 4  # glyphs are drawn at this multiple of the output size, then box-downsampled (smooth edges)
+
+
+def _draw_glyph(character: str, font_path: str, height: int, width: int, size: float, offset: np.ndarray,
+                rotation: float = 0.0, stroke: int = 0) -> np.ndarray:
+    """One bright glyph on black, ``(height, width)`` in [0, 1]: ``size`` (fraction of the canvas), ``offset``
+    (fractions of the canvas, x then y), ``rotation`` (degrees, counter-clockwise) and ``stroke`` (pixels of the
+    large canvas: > 0 thickens the outline, < 0 erodes it)."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+    canvas = (width * GLYPH_SCALE, height * GLYPH_SCALE)
+    dx, dy = (offset * np.array(canvas)).astype(int)
+    image = Image.new("L", canvas, 0)
+    font = ImageFont.truetype(font_path, int(min(canvas) * size))
+    ImageDraw.Draw(image).text((canvas[0] // 2 + dx, canvas[1] // 2 + dy), character, fill=255, font=font,
+                               anchor="mm", stroke_width=max(stroke, 0), stroke_fill=255)
+    if stroke < 0:
+        image = image.filter(ImageFilter.MinFilter(2 * -stroke + 1))
+    if rotation:
+        image = image.rotate(rotation, resample=Image.Resampling.BILINEAR)
+    return np.asarray(image.resize((width, height), Image.Resampling.BOX), dtype=np.float32) / 255.0
+
+
 def _draw_glyphs(characters: str, font_files: tuple[str, ...], n: int, height: int, width: int,
                  seed: int) -> np.ndarray:
     """Bright glyphs on black: a random character of ``characters`` per image, in a random font of ``font_files``,
     with varied size and position; rendered large and box-downsampled for smooth edges at any size."""
-    from PIL import Image, ImageDraw, ImageFont
-
     rng = np.random.default_rng(seed)
-    scale = 4
-    canvas = (width * scale, height * scale)
     out = np.empty((n, height, width), dtype=np.float32)
     for index in range(n):
         character = characters[rng.integers(len(characters))]
         font_path = font_files[rng.integers(len(font_files))]
-        size = int(min(canvas) * rng.uniform(0.5, 0.85))
-        dx, dy = (rng.uniform(-0.1, 0.1, size=2) * np.array(canvas)).astype(int)
-        image = Image.new("L", canvas, 0)
-        font = ImageFont.truetype(font_path, size)
-        ImageDraw.Draw(image).text((canvas[0] // 2 + dx, canvas[1] // 2 + dy), character, fill=255, font=font,
-                                   anchor="mm")
-        out[index] = np.asarray(image.resize((width, height), Image.Resampling.BOX), dtype=np.float32) / 255.0
+        size = rng.uniform(0.5, 0.85)
+        out[index] = _draw_glyph(character, font_path, height, width, size, rng.uniform(-0.1, 0.1, size=2))
     return out
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How much rendered characters vary (uniform ranges): ``size`` (fraction of the image the font size takes),
+    ``shift`` (largest offset, fraction of the image), ``rotation`` (largest angle, degrees) and ``stroke``
+    (outline change in pixels of the 4x canvas: negative thins, positive thickens)."""
+
+    size: tuple[float, float] = (0.5, 0.9)
+    shift: float = 0.12
+    rotation: float = 15.0
+    stroke: tuple[int, int] = (-1, 4)
+
+
+def render_labelled(characters: str, split: str | None, n: int, height: int, width: int, seed: int,
+                    augmentation: Augmentation = Augmentation()) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` augmented glyphs and their labels (the index of each one's character in ``characters``), typed in
+    ``split``'s fonts (:data:`FONT_POOLS`; None: every font), classes in equal shares, in a seeded order.
+
+    A classification task (the ``letters`` data set), not outliers: deterministic for the arguments and the
+    installed font files, and the first k of ``n`` images do not depend on ``n``.
+    """
+    font_files = tuple(str(path) for path in fonts(split))
+    rng = np.random.default_rng(seed)
+    labels = np.empty(n, dtype=np.int64)
+    out = np.empty((n, height, width), dtype=np.float32)
+    for index in range(n):
+        if index % len(characters) == 0:  # each run of len(characters) images holds every class once
+            cycle = rng.permutation(len(characters))
+        labels[index] = cycle[index % len(characters)]
+        font_path = font_files[rng.integers(len(font_files))]
+        size = rng.uniform(*augmentation.size)
+        offset = rng.uniform(-augmentation.shift, augmentation.shift, size=2)
+        rotation = rng.uniform(-augmentation.rotation, augmentation.rotation)
+        stroke = int(rng.integers(augmentation.stroke[0], augmentation.stroke[1] + 1))
+        out[index] = _draw_glyph(characters[labels[index]], font_path, height, width, size, offset, rotation, stroke)
+    return out, labels
 
 
 @functools.lru_cache(maxsize=8)
@@ -323,11 +384,20 @@ def render_letters(n: int, height: int, width: int, seed: int, split: str | None
 
 
 @_family("letters", "letters A-J rendered from matplotlib's bundled fonts, a disjoint pool of typefaces per split",
-         "near", image_only=True, pooled=True)
+         "near", image_only=True, pooled=True, depicts=LETTERS)
 def _letters(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
              split: str | None = None) -> torch.Tensor:
     height, width = _render_size(reference)
     images = render_letters(n, height, width, _seed(generator), split)
+    return _resize_gray(torch.from_numpy(images.copy()), reference)
+
+
+@_family("letters_kt", "letters K-T typed in the split's fonts: OOD for the 'letters' data set (A-J)", "near",
+         image_only=True, pooled=True, depicts=LETTERS_KT)
+def _letters_kt(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
+                split: str | None = None) -> torch.Tensor:
+    height, width = _render_size(reference)
+    images = render_glyphs(LETTERS_KT, split, n, height, width, _seed(generator))
     return _resize_gray(torch.from_numpy(images.copy()), reference)
 
 
@@ -341,7 +411,7 @@ def _glyphs(reference: torch.Tensor, labels: torch.Tensor | None, n: int, genera
 
 
 @_family("typed_digits", "digits 0-9 typed in the split's fonts (in-distribution in meaning for digit data)", "near",
-         image_only=True, pooled=True)
+         image_only=True, pooled=True, depicts=DIGITS)
 def _typed_digits(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
                   split: str | None = None) -> torch.Tensor:
     height, width = _render_size(reference)

@@ -1,5 +1,6 @@
 """Convolutional space: depth, width per block, kernel, pooling, batch norm, dropout, activation,
-cardinality (ResNeXt-style grouped split-transform-merge blocks) and ensemble size.
+cardinality (ResNeXt-style grouped split-transform-merge blocks), connections between blocks (plain, residual,
+DenseNet-style dense) and ensemble size.
 
 Works on images ``[C, H, W]`` (2-D convolutions) and signals ``[C, L]`` (1-D convolutions).
 """
@@ -16,9 +17,12 @@ from ._suggest import suggest
 from .cnn_model import CNN
 
 POOLS = ["max", "avg", "none"]
+CONNECTIONS = ["plain", "residual", "dense"]
 # The searchable options: default range and hard limits of each (format: SearchSpace.params).
 PARAMS: dict[str, dict[str, Any]] = {
-    "depth": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 5, "searchable": True,
+    # 8 blocks: on 28x28 inputs a pool after every block is down to 1 pixel by then; a deeper stack of unpooled
+    # blocks is past what a CPU trains in a trial's minutes
+    "depth": {"type": int, "default": {"low": 1, "high": 3}, "low": 1, "high": 8, "searchable": True,
               "help": "number of convolution blocks"},
     "channels": {"type": int, "default": [8, 16, 32, 48], "low": 4, "high": 256, "searchable": True,
                  "help": "output channels of each block (rounded up to a multiple of the cardinality)"},
@@ -28,6 +32,9 @@ PARAMS: dict[str, dict[str, Any]] = {
              "help": "pooling after each block"},
     "cardinality": {"type": int, "default": [1, 2, 4, 8], "choices": [1, 2, 4, 8, 16, 32], "searchable": True,
                     "help": "groups of the split-transform-merge blocks (1 = plain convolutions)"},
+    "connections": {"type": str, "default": ["plain"], "choices": CONNECTIONS, "searchable": True,
+                    "help": "between blocks: plain (a chain), residual (a shortcut around every block) or dense "
+                            "(DenseNet: each block sees the concatenated outputs of all earlier blocks of its stage)"},
     "batch_norm": {"type": bool, "default": [True, False], "choices": [False, True], "searchable": True},
     "activation": {"type": str, "default": ["relu", "gelu"], "choices": sorted(ACTIVATIONS), "searchable": True},
     "dropout": {"type": float, "default": {"low": 0.0, "high": 0.5}, "low": 0.0, "high": 0.9, "searchable": True},
@@ -57,6 +64,7 @@ def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[st
         "space": "cnn",
         "blocks": blocks,
         "cardinality": cardinality,
+        "connections": suggest(trial, "cnn.connections", r["connections"]),
         "batch_norm": suggest(trial, "cnn.batch_norm", r["batch_norm"]),
         "activation": suggest(trial, "cnn.activation", r["activation"]),
         "dropout": round(float(suggest(trial, "cnn.dropout", r["dropout"])), 4),
@@ -67,7 +75,8 @@ def sample(trial: optuna.Trial, ranges: dict[str, Any] | None = None) -> dict[st
 
 def check(spec: dict[str, Any]) -> dict[str, Any]:
     """Validate a CNN spec and return the keyword arguments of :class:`CNN` (one ensemble member)."""
-    check_keys(spec, (*COMMON_KEYS, "blocks", "cardinality", "batch_norm", "activation", "dropout", "hidden"))
+    check_keys(spec, (*COMMON_KEYS, "blocks", "cardinality", "connections", "batch_norm", "activation", "dropout",
+                      "hidden"))
     shape, num_classes, _ = check_common(spec)
     blocks = require(spec, "blocks", list)
     if not 1 <= len(blocks) <= PARAMS["depth"]["high"]:
@@ -85,6 +94,7 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
                             f"cardinality {cardinality}, got {channels}")
         require_choice(block, "kernel", PARAMS["kernel"]["choices"], where)
         require_choice(block, "pool", POOLS, where)
+    connections = require_choice({"connections": "plain", **spec}, "connections", CONNECTIONS)  # older specs: plain
     activation = require_choice(spec, "activation", PARAMS["activation"]["choices"])
     batch_norm = require_choice(spec, "batch_norm", PARAMS["batch_norm"]["choices"])
     dropout = spec.get("dropout", 0.0)
@@ -97,7 +107,7 @@ def check(spec: dict[str, Any]) -> dict[str, Any]:
                         f"(0 = no hidden layer), got {hidden!r}")
     return {"input_shape": shape, "num_classes": num_classes, "blocks": blocks, "cardinality": cardinality,
             "batch_norm": batch_norm, "activation": activation, "dropout": float(dropout), "hidden": hidden,
-            "normalize": spec.get("normalize")}
+            "normalize": spec.get("normalize"), "connections": connections}
 
 
 def summary(spec: dict[str, Any]) -> str:
@@ -106,6 +116,8 @@ def summary(spec: dict[str, Any]) -> str:
     text = f"cnn {blocks}"
     if spec.get("cardinality", 1) > 1:
         text += f" card{spec['cardinality']}"
+    if spec.get("connections", "plain") != "plain":
+        text += f" {spec['connections']}"
     if spec.get("hidden"):
         text += f" fc{spec['hidden']}"
     if spec.get("ensemble", 1) > 1:
