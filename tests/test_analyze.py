@@ -1,0 +1,132 @@
+"""`nas analyze`: PED-ANOVA finds the parameter that determines an objective, the equal-accuracy comparison finds a
+planted robustness difference (interval excludes 1) and not an unplanted one (interval holds 1); bad input exits 2."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+from nas.analysis import analyze
+from nas.cli import main
+
+STUDY = "planted"
+N_TRIALS = 80
+
+
+def planted_trial(rng: np.random.Generator) -> optuna.trial.FrozenTrial:
+    """Validation accuracy is drawn first; PGD accuracy is twice as high for ensembles at the same accuracy;
+    outlier exposure changes nothing; the objective 'cost' is fully determined by the parameter 'width'."""
+    ensemble = int(rng.integers(1, 4))
+    outliers = bool(rng.integers(0, 2))
+    width = float(rng.uniform(0.0, 1.0))
+    noise = float(rng.uniform(0.0, 1.0))
+    accuracy = float(rng.uniform(0.80, 0.85))
+    pgd = (0.2 if ensemble > 1 else 0.1) * float(rng.uniform(0.8, 1.2)) * accuracy
+    auroc = float(rng.uniform(0.6, 0.9))
+    spec = {"space": "mlp", "ensemble": ensemble, "input_shape": [1, 8, 8], "num_classes": 10}
+    recipe = {"epochs": 1, "adversarial": {"enabled": False},
+              "outlier_exposure": {"enabled": outliers}, "outlier_families_seen": []}
+    return optuna.trial.create_trial(
+        params={"mlp.ensemble": ensemble, "train.outlier_exposure.enabled": outliers, "mlp.width": width,
+                "mlp.noise": noise},
+        distributions={"mlp.ensemble": IntDistribution(1, 3),
+                       "train.outlier_exposure.enabled": CategoricalDistribution([True, False]),
+                       "mlp.width": FloatDistribution(0.0, 1.0), "mlp.noise": FloatDistribution(0.0, 1.0)},
+        values=[accuracy, width * 1000.0],
+        user_attrs={"spec": spec, "recipe": recipe,
+                    "metrics": {"accuracy": accuracy, "adversarial.pgd_accuracy": pgd, "ood.min_auroc": auroc,
+                                "cost.params": width * 1000.0}},
+    )
+
+
+def build_study(storage: str, n: int = N_TRIALS) -> optuna.Study:
+    study = optuna.create_study(study_name=STUDY, storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr("objective_names", ["accuracy", "cost"])
+    rng = np.random.default_rng(7)
+    for _ in range(n):
+        study.add_trial(planted_trial(rng))
+    return study
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path_factory.mktemp('analyze') / 'nas.db'}"
+    return url, build_study(url)
+
+
+def row(analysis, comparison, metric):
+    return next(r for r in analysis.comparisons if r.comparison == comparison and r.metric == metric)
+
+
+def test_the_determining_parameter_is_most_important_for_its_objective(stored):
+    _, study = stored
+    found = analyze(study)
+    cost = found.importance["cost"]
+    assert max(cost, key=cost.get) == "mlp.width", cost
+    assert cost["mlp.width"] > 2 * max(v for p, v in cost.items() if p != "mlp.width"), cost
+
+
+def test_planted_difference_is_found_and_unplanted_one_is_not(stored):
+    _, study = stored
+    found = analyze(study, bin_width=1.0)
+    ensembles = row(found, "ensembles", "adversarial.pgd_accuracy")
+    assert ensembles.ratio_low is not None and ensembles.ratio_low > 1.0, ensembles
+    assert 1.6 < ensembles.ratio < 2.4, ensembles
+    assert ensembles.n_a > ensembles.n_b > 10 and ensembles.bins >= 4, ensembles
+    assert ensembles.sentence.startswith("ensembles: ") and "x the adversarial.pgd_accuracy of single models" \
+        in ensembles.sentence and f"n = {ensembles.n_a} vs {ensembles.n_b}" in ensembles.sentence
+    unplanted = row(found, "outlier exposure", "adversarial.pgd_accuracy")
+    assert unplanted.ratio_low is not None and unplanted.ratio_low < 1.0 < unplanted.ratio_high, unplanted
+    auroc = row(found, "ensembles", "ood.min_auroc")
+    assert auroc.ratio_low < 1.0 < auroc.ratio_high, auroc
+    assert "cost.params" not in {r.metric for r in found.comparisons}, "cost is not a robustness metric"
+    # nothing varies adversarial training: said, not a number
+    assert found.not_compared["adversarial training"] == "no trials with adversarial training"
+    assert not any(r.comparison == "adversarial training" for r in found.comparisons)
+    # the same seed gives the same interval
+    again = row(analyze(study, bin_width=1.0), "ensembles", "adversarial.pgd_accuracy")
+    assert (again.ratio_low, again.ratio_high) == (ensembles.ratio_low, ensembles.ratio_high)
+
+
+def test_too_few_trials_in_matched_bins_is_said(tmp_path):
+    study = build_study(f"sqlite:///{tmp_path / 'few.db'}", n=6)
+    found = analyze(study, bin_width=0.1, min_trials=3)
+    ensembles = row(found, "ensembles", "adversarial.pgd_accuracy")
+    assert ensembles.ratio is None and "too few trials in matched accuracy bins" in ensembles.note, ensembles
+    assert "too few" in ensembles.sentence
+
+
+def test_cli_prints_tables_and_writes_csv_and_json(stored, tmp_path, capsys):
+    url, _ = stored
+    assert main(["analyze", "--storage", url, "--study-name", STUDY, "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "PED-ANOVA" in out and "Equal-accuracy comparisons" in out and "mlp.width" in out
+    assert "adversarial training: not compared, no trials with adversarial training" in out
+    data = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert data["study"] == STUDY and data["completed_trials"] == N_TRIALS and "Mantel-Haenszel" in data["pooling"]
+    assert any(r["sentence"].startswith("ensembles: ") for r in data["comparisons"])
+    csv_text = (tmp_path / "out" / "analysis.csv").read_text().splitlines()
+    assert csv_text[0].startswith("kind,comparison,metric") and any(line.startswith("importance,") for line in csv_text)
+    assert main(["analyze", "--storage", url, "--json"]) == 0  # the only study: --study-name may be left out
+    assert json.loads(capsys.readouterr().out)["importance"]["cost"]
+
+
+def test_bad_input_is_one_line_and_exit_2(stored, tmp_path, capsys):
+    url, _ = stored
+    empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(study_name="empty", storage=empty, directions=["maximize"])
+    cases = {
+        "unknown study": (["--storage", url, "--study-name", "nope"], "no study named 'nope'"),
+        "missing storage file": (["--storage", f"sqlite:///{tmp_path / 'absent.db'}"], "no such file"),
+        "no completed trials": (["--storage", empty], "has no COMPLETE trial"),
+        "bad bin width": (["--storage", url, "--bin-width", "0"], "--bin-width must be"),
+    }
+    for label, (argv, expected) in cases.items():
+        assert main(["analyze", *argv]) == 2, label
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expected in err, (label, err)
+    assert not (tmp_path / "absent.db").exists()
