@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -159,13 +160,19 @@ def param_importances(study: optuna.Study, trials: list[FrozenTrial]) -> tuple[d
         return importance, {name: "no searched parameters" for name in targets}
     for name, target in targets.items():
         try:
-            with warnings.catch_warnings():  # "computes importances to achieve low target values": negated above
-                warnings.filterwarnings("ignore", message="PedAnovaImportanceEvaluator computes")
+            # Optuna warns that it looks for low target values (negated above) and about sparse regimes,
+            # once per parameter; the latter becomes one note.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 found = get_param_importances(study, evaluator=evaluator, target=target)
         except (ValueError, RuntimeError, ZeroDivisionError) as error:
             notes[name] = f"not computable: {str(error).splitlines()[0]}"
             continue
         importance[name] = {param: float(value) for param, value in found.items()}
+        sparse = sorted({match.group(1) for w in caught
+                         if (match := re.search(r"parameter `([^`]+)` have less than", str(w.message)))})
+        if sparse:
+            notes[name] = f"rough: some values of {', '.join(sparse)} were tried by fewer than 2 trials"
     return importance, notes
 
 
@@ -311,7 +318,7 @@ def print_analysis(analysis: Analysis, console: Any) -> None:
     """Two rich tables: importance per objective, and the equal-accuracy comparisons."""
     from rich.table import Table
 
-    objectives = list(analysis.importance) + [n for n in analysis.importance_notes if n not in analysis.importance]
+    objectives = list(analysis.importance)
     params = sorted({p for values in analysis.importance.values() for p in values})
     table = Table(title=f"Importance of searched choices (PED-ANOVA) in study '{analysis.study}' "
                         f"({analysis.trials} completed trials)")

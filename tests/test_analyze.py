@@ -3,12 +3,15 @@ planted robustness difference (interval excludes 1) and not an unplanted one (in
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from conftest import PATIENCE
 from nas.analysis import analyze
 from nas.cli import main
 
@@ -113,6 +116,14 @@ def test_cli_prints_tables_and_writes_csv_and_json(stored, tmp_path, capsys):
     assert csv_text[0].startswith("kind,comparison,metric") and any(line.startswith("importance,") for line in csv_text)
     assert main(["analyze", "--storage", url, "--json"]) == 0  # the only study: --study-name may be left out
     assert json.loads(capsys.readouterr().out)["importance"]["cost"]
+
+
+def test_the_command_module_loads_neither_torch_nor_optuna():
+    """``nas --help`` stays fast: the analysis is imported only when the command runs."""
+    script = ("import sys, nas.commands.analyze; "
+              "assert not {'torch', 'optuna', 'nas.analysis'} & set(sys.modules), sorted(sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=PATIENCE)
+    assert result.returncode == 0, result.stderr
 
 
 def test_bad_input_is_one_line_and_exit_2(stored, tmp_path, capsys):
