@@ -110,10 +110,9 @@ class ComparisonResult:
         counts = f"n = {self.n_a} vs {self.n_b}"
         if self.ratio is None:
             return f"{self.group_a} vs {self.group_b} on {self.metric}: {self.note} ({counts})"
-        interval = (f"interval {self.ratio_low:.2f}-{self.ratio_high:.2f}" if self.ratio_low is not None
-                    else "no interval")
+        interval = f"interval {self.ratio_low:.2f}-{self.ratio_high:.2f}, " if self.ratio_low is not None else ""
         return (f"{self.group_a}: {self.ratio:.2f}x the {self.metric} of {self.group_b} at equal accuracy, "
-                f"{interval}, {counts}" + (f" ({self.note})" if self.note else ""))
+                f"{interval}{counts}" + (f" ({self.note})" if self.note else ""))
 
 
 @dataclass
@@ -207,7 +206,8 @@ def _pooled(strata: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np
 
 
 def _interval(strata: list[tuple[np.ndarray, np.ndarray]], which: str, seed: int) -> tuple[float, float] | None:
-    """Stratified bootstrap interval of the pooled ratio or difference; None when no stratum has 2 trials."""
+    """Stratified bootstrap interval of the pooled ratio or difference (strata of one trial held fixed); None when
+    the bootstrap cannot give one."""
     from objectives.stats import bootstrap_interval
 
     flat = [array for pair in strata for array in pair]
@@ -249,7 +249,7 @@ def compare(trials: list[FrozenTrial], accuracies: list[float], comparison: Comp
     row = ComparisonResult(comparison.name, metric, comparison.group_a, comparison.group_b, n_a, n_b, len(matched))
     if not total_a or not total_b:
         missing = comparison.group_a if not total_a else comparison.group_b
-        row.note = f"no trials with {missing}: not compared"
+        row.note = f"no trial of {missing} reports this metric: not compared"
         return row
     if n_a < min_trials or n_b < min_trials:
         row.note = (f"too few trials in matched accuracy bins ({n_a} vs {n_b} of {total_a} vs {total_b}; "
@@ -259,18 +259,27 @@ def compare(trials: list[FrozenTrial], accuracies: list[float], comparison: Comp
     row.mean_a = float((means_a * weights).sum() / weights.sum())
     row.mean_b = float((means_b * weights).sum() / weights.sum())
     row.difference = row.mean_a - row.mean_b
+    if row.mean_a > 0 and row.mean_b > 0 and all((a >= 0).all() and (b >= 0).all() for a, b in matched):
+        row.ratio = row.mean_a / row.mean_b
+    else:
+        row.note = "ratio undefined (a mean is <= 0 or values are negative); see the difference"
+    # A bin group of one trial cannot be resampled: when a whole group is made of them, its spread is unknown and
+    # an interval would look far surer than the data are; when some are, the interval is too narrow and says so.
+    lone = [sum(len(pair[side]) == 1 for pair in matched) for side in (0, 1)]
+    if lone[0] == len(matched) or lone[1] == len(matched):
+        group = comparison.group_a if lone[0] == len(matched) else comparison.group_b
+        row.note = "; ".join(filter(None, [row.note, f"no interval: every matched bin holds one trial of {group}"]))
+        return row
     found = _interval(matched, "difference", seed)
     if found:
         row.difference_low, row.difference_high = found
-    if row.mean_a > 0 and row.mean_b > 0 and all((a >= 0).all() and (b >= 0).all() for a, b in matched):
-        row.ratio = row.mean_a / row.mean_b
+    if row.ratio is not None:
         found = _interval(matched, "ratio", seed)
         if found:
             row.ratio_low, row.ratio_high = found
-    else:
-        row.note = "ratio undefined (a mean is <= 0 or values are negative); see the difference"
-    if not found:
-        row.note = row.note or "no interval: every matched bin holds one trial per group"
+    if sum(lone):
+        row.note = "; ".join(filter(None, [row.note, f"interval too narrow: {sum(lone)} of {2 * len(matched)} bin "
+                                                     "groups hold one trial (held fixed)"]))
     return row
 
 

@@ -103,6 +103,23 @@ def test_too_few_trials_in_matched_bins_is_said(tmp_path):
     assert "too few" in ensembles.sentence
 
 
+def test_bins_holding_one_trial_of_a_group_give_no_interval(tmp_path):
+    """Single models one per bin: their spread is unknown, so the ratio comes without an interval, said so."""
+    study = optuna.create_study(study_name="lone", storage=f"sqlite:///{tmp_path / 'lone.db'}",
+                                directions=["maximize"])
+    rng = np.random.default_rng(3)
+    for accuracy in (0.805, 0.815, 0.825, 0.835):
+        for ensemble in (3, 3, 3, 1):
+            pgd = (0.2 if ensemble > 1 else 0.1) * float(rng.uniform(0.8, 1.2))
+            study.add_trial(optuna.trial.create_trial(
+                values=[accuracy], user_attrs={"spec": {"ensemble": ensemble}, "recipe": {},
+                                               "metrics": {"accuracy": accuracy, "adversarial.pgd_accuracy": pgd}}))
+    found = row(analyze(study), "ensembles", "adversarial.pgd_accuracy")
+    assert (found.n_a, found.n_b, found.bins) == (12, 4, 4) and found.ratio > 1.4, found
+    assert found.ratio_low is None and "every matched bin holds one trial of single models" in found.note, found
+    assert "interval" not in found.sentence.split("(")[0], found.sentence
+
+
 def test_cli_prints_tables_and_writes_csv_and_json(stored, tmp_path, capsys):
     url, _ = stored
     assert main(["analyze", "--storage", url, "--study-name", STUDY, "--out", str(tmp_path / "out")]) == 0
