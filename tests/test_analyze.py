@@ -103,6 +103,26 @@ def test_too_few_trials_in_matched_bins_is_said(tmp_path):
     assert "too few" in ensembles.sentence
 
 
+def test_matching_on_accuracy_removes_a_difference_that_accuracy_alone_explains(tmp_path):
+    """Ensembles are more often the accurate trials and PGD accuracy follows accuracy only: unmatched (one bin
+    100 points wide) ensembles look more robust; matched on 1-point bins the interval holds 1."""
+    study = optuna.create_study(study_name="confounded", storage=f"sqlite:///{tmp_path / 'c.db'}",
+                                directions=["maximize"])
+    rng = np.random.default_rng(11)
+    for _ in range(120):
+        accuracy = float(rng.uniform(0.80, 0.90))
+        ensemble = 3 if rng.uniform() < (accuracy - 0.78) / 0.14 else 1
+        pgd = (accuracy - 0.5) * float(rng.uniform(0.9, 1.1))
+        study.add_trial(optuna.trial.create_trial(
+            values=[accuracy], user_attrs={"spec": {"ensemble": ensemble}, "recipe": {},
+                                           "metrics": {"accuracy": accuracy, "adversarial.pgd_accuracy": pgd}}))
+    naive = row(analyze(study, bin_width=100.0), "ensembles", "adversarial.pgd_accuracy")
+    assert naive.ratio_low > 1.0, naive
+    matched = row(analyze(study, bin_width=1.0), "ensembles", "adversarial.pgd_accuracy")
+    assert matched.ratio_low < 1.0 < matched.ratio_high, matched
+    assert 8 <= matched.bins <= 10, matched
+
+
 def test_bins_holding_one_trial_of_a_group_give_no_interval(tmp_path):
     """Single models one per bin: their spread is unknown, so the ratio comes without an interval, said so."""
     study = optuna.create_study(study_name="lone", storage=f"sqlite:///{tmp_path / 'lone.db'}",
