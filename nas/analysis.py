@@ -104,6 +104,22 @@ class ComparisonResult:
     note: str = ""
 
     @property
+    def better(self) -> str:
+        """Which group the metric favours, read from its direction and the difference's 95% interval:
+        the group's name, ``undecided`` (the interval holds 0) or ``""`` (no interval or direction unknown)."""
+        from .requirements import metric_direction  # imports the objectives (and torch): only when asked
+
+        objective, _, metric = self.metric.partition(".")
+        direction = metric_direction(objective, metric or objective)
+        if direction is None or self.difference_low is None or self.difference_high is None:
+            return ""
+        if self.difference_low > 0:
+            return self.group_a if direction == "maximize" else self.group_b
+        if self.difference_high < 0:
+            return self.group_b if direction == "maximize" else self.group_a
+        return "undecided"
+
+    @property
     def sentence(self) -> str:
         """E.g. 'ensembles: 2.40x the adversarial.pgd_accuracy of single models at equal accuracy, interval
         1.80-3.10, n = 14 vs 22'."""
@@ -128,7 +144,8 @@ class Analysis:
     def to_json(self) -> dict[str, Any]:
         return {"study": self.study, "completed_trials": self.trials, "bin_width_points": self.bin_width,
                 "pooling": POOLING_RULE, "importance": self.importance, "importance_notes": self.importance_notes,
-                "comparisons": [{**asdict(row), "sentence": row.sentence} for row in self.comparisons],
+                "comparisons": [{**asdict(row), "better": row.better, "sentence": row.sentence}
+                                for row in self.comparisons],
                 "not_compared": self.not_compared}
 
 
@@ -342,8 +359,8 @@ def print_analysis(analysis: Analysis, console: Any) -> None:
 
     table = Table(title=f"Equal-accuracy comparisons (validation-accuracy bins {analysis.bin_width:g} points wide)",
                   caption=f"pooling: {POOLING_RULE}")
-    for column in ("comparison", "metric", "A", "B", "ratio A/B", "95% interval", "difference", "n A vs B",
-                   "bins", "note"):
+    for column in ("comparison", "metric", "A", "B", "ratio A/B", "95% interval", "difference", "better",
+                   "n A vs B", "bins", "note"):
         table.add_column(column, justify="right" if column in {"A", "B", "ratio A/B", "difference", "bins"}
                          else "left")
     for row in analysis.comparisons:
@@ -352,7 +369,7 @@ def print_analysis(analysis: Analysis, console: Any) -> None:
                     else "")
         table.add_row(f"{row.group_a} vs {row.group_b}", row.metric, _fmt(row.mean_a), _fmt(row.mean_b),
                       "" if row.ratio is None else f"{row.ratio:.2f}x", interval, _fmt(row.difference),
-                      f"{row.n_a} vs {row.n_b}", str(row.bins), row.note)
+                      row.better, f"{row.n_a} vs {row.n_b}", str(row.bins), row.note)
     console.print(table)
     for name, note in analysis.not_compared.items():
         console.print(f"{name}: not compared, {note}")

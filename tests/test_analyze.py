@@ -86,6 +86,8 @@ def test_planted_difference_is_found_and_unplanted_one_is_not(stored):
     assert unplanted.ratio_low is not None and unplanted.ratio_low < 1.0 < unplanted.ratio_high, unplanted
     auroc = row(found, "ensembles", "ood.min_auroc")
     assert auroc.ratio_low < 1.0 < auroc.ratio_high, auroc
+    # which group the metric favours comes from its direction: higher PGD accuracy is better
+    assert (ensembles.better, unplanted.better, auroc.better) == ("ensembles", "undecided", "undecided")
     assert "cost.params" not in {r.metric for r in found.comparisons}, "cost is not a robustness metric"
     # nothing varies adversarial training: said, not a number
     assert found.not_compared["adversarial training"] == "no trials with adversarial training"
