@@ -126,23 +126,6 @@ def _engine_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
-def _write_ahead(storage: optuna.storages.RDBStorage) -> None:
-    """SQLite in write-ahead-log mode, syncing at checkpoints: a trial writes ~35 small rows (parameters, user
-    attributes), and one fsync per commit cost ~18 ms each here (0.6 s per trial) against ~2-5 ms. A killed process
-    loses nothing committed; only a power cut or OS crash can drop the last commits, never corrupt the file.
-    Readers no longer block the writer (``nas status`` or the dashboard beside a search)."""
-    from sqlalchemy import event
-
-    def on_connect(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    event.listen(storage.engine, "connect", on_connect)
-    storage.engine.dispose()  # connections opened while creating the schema get the pragmas too
-
-
 def _heartbeat_kwargs(interval: int | None) -> dict[str, Any]:
     if not interval:
         return {}
@@ -314,10 +297,7 @@ def open_storage(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = _RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat_interval))
-        if url.startswith("sqlite"):
-            _write_ahead(storage)
-        return storage
+            return _RDBStorage(url, engine_kwargs=_engine_kwargs(url), **_heartbeat_kwargs(heartbeat_interval))
     except Exception as error:  # sqlalchemy/driver errors: one line, no password
         raise UsageError(f"cannot open storage {mask_url(url)}: {describe_error(error, url)}; "
                          "check the URL, the password and that the server is running") from None
