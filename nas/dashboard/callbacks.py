@@ -142,12 +142,13 @@ def table_columns(snap: Snapshot) -> list[dict[str, Any]]:
 def recommendation_view(snap: Snapshot) -> html.Div:
     """Which front models meet the requirements, and the suggested pick with its rule."""
     advice = choose.recommendation(snap)
-    front = len(snap.front)
     if advice["pick"] is None:
         return html.Div([html.P(advice["why"], className="hint")])
     feasible = ", ".join(f"#{n}" for n in advice["feasible"])
+    meeting = sum(snap.feasible(t) for t in snap.completed)
     return html.Div([
-        html.P([html.B(f"{len(advice['feasible'])} of {front} front models meet every requirement: "), feasible],
+        html.P([html.B(f"{meeting} of {len(snap.completed)} models meet every requirement; "
+                       f"{len(advice['feasible'])} of them are on the Pareto front: "), feasible],
                id="feasible-front"),
         html.P([html.B("Suggested: "), advice["why"]], id="suggested-pick"),
         html.P(advice["rule"], className="hint"),

@@ -35,8 +35,8 @@ def message_figure(text: str, height: int = 260) -> go.Figure:
 FAMILY_COLORS = {choose.PLAIN: "#1f5fbf", choose.ADVERSARIAL: "#e8710a", choose.OUTLIERS: "#2ca02c",
                  choose.BOTH: "#9467bd"}
 SYMBOLS = {"front": "circle", "front_infeasible": "diamond", "dominated": "circle-open", "infeasible": "x"}
-SYMBOL_KEYS = {"front": "● Pareto front", "front_infeasible": "◆ best trade-off, fails a requirement",
-               "dominated": "○ dominated", "infeasible": "✕ fails a requirement"}
+SYMBOL_KEYS = {"front": "Pareto front (labelled #trial)", "front_infeasible": "best trade-off, fails a requirement",
+               "dominated": "dominated", "infeasible": "fails a requirement"}
 HIGHLIGHT = {"color": "rgba(0,0,0,0)", "symbol": "circle-open", "line": {"width": 3, "color": "#111"}}
 
 

@@ -44,6 +44,7 @@ td.FAIL, span.FAIL { color: #c62828; font-weight: 600; }
 .arch .arrow { color: #9fb3c8; }
 .error { color: #c62828; }
 .side { display: grid; gap: 12px; }
+#front-table td, #front-table th { font-family: system-ui, -apple-system, "Segoe UI", sans-serif !important; }
 """
 
 INDEX = """<!DOCTYPE html>
@@ -103,10 +104,10 @@ def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) ->
                  id="front-table", sort_action="native", sort_mode="multi", filter_action="native",
                  row_selectable="multi", selected_row_ids=[], page_action="none", export_format="csv",
                  export_headers="display", style_table={"overflowX": "auto", "maxHeight": "460px", "overflowY": "auto"},
-                 fixed_rows={"headers": True},
                  style_cell={"fontFamily": "inherit", "fontSize": "13px", "textAlign": "left", "padding": "4px 8px",
                              "whiteSpace": "normal", "height": "auto", "minWidth": "70px", "maxWidth": "420px"},
                  style_header={"fontWeight": "600", "backgroundColor": "#eef1f5"},
+                 style_cell_conditional=[{"if": {"column_id": "recipe"}, "minWidth": "360px"}],
                  style_data_conditional=[
                      {"if": {"filter_query": '{front} = "yes"'}, "backgroundColor": "#f2f7ff"},
                      {"if": {"filter_query": '{requirements} contains "FAIL"', "column_id": "requirements"},
