@@ -76,7 +76,9 @@ def test_importance_per_objective_or_a_clear_message(snaps):
 
 
 def test_one_completed_trial_draws_sane_axes(snaps):
-    from nas.dashboard import figures
+    from nas.dashboard import choose, figures
+
+    assert choose.scaled(snaps["one"].completed, snaps["one"]) == {0: [1.0] * len(NAMES)}, "alone is best, not worst"
 
     snap = snaps["one"]
     trial = snap.completed[0]

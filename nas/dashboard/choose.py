@@ -103,8 +103,8 @@ def scaled(trials: list[FrozenTrial], snap: Snapshot) -> dict[int, list[float]]:
         values = [t.values[index] for t in trials]
         low, high = min(values), max(values)
         for trial in trials:
-            score = 1.0 if high == low else (trial.values[index] - low) / (high - low)
-            scores[trial.number].append(score if direction == "maximize" else 1.0 - score)
+            score = (trial.values[index] - low) / (high - low) if high > low else 1.0
+            scores[trial.number].append(score if direction == "maximize" or high == low else 1.0 - score)
     return scores
 
 

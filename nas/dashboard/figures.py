@@ -37,7 +37,7 @@ FAMILY_COLORS = {choose.PLAIN: "#1f5fbf", choose.ADVERSARIAL: "#e8710a", choose.
 SYMBOLS = {"front": "circle", "front_infeasible": "diamond", "dominated": "circle-open", "infeasible": "x"}
 SYMBOL_KEYS = {"front": "Pareto front (labelled #trial)", "front_infeasible": "best trade-off, fails a requirement",
                "dominated": "dominated", "infeasible": "fails a requirement"}
-HIGHLIGHT = {"color": "rgba(0,0,0,0)", "symbol": "circle-open", "line": {"width": 3, "color": "#111"}}
+HIGHLIGHT = {"color": "#111", "symbol": "circle-open", "line": {"width": 2.5}}  # open symbols draw in marker.color
 
 
 def category(snap: Snapshot, trial: FrozenTrial) -> str:
@@ -541,7 +541,7 @@ def normalised_scores(snap: Snapshot, trial: FrozenTrial) -> list[float]:
         low, high = min(values), max(values)
         value = trial.values[index]
         score = 1.0 if high == low else (value - low) / (high - low)
-        scores.append(score if direction == "maximize" else 1.0 - score)
+        scores.append(score if direction == "maximize" or high == low else 1.0 - score)
     return scores
 
 
