@@ -250,3 +250,41 @@ def test_one_trial_study_in_the_browser(page, snaps):
     numbers = [float(t.replace("\u2212", "-")) for t in ticks]
     assert min(numbers) > value - 0.1 and max(numbers) < value + 0.1, ticks  # not -0.5 .. 1.8
     page.screenshot(path=str(ARTIFACTS / "choose-one-trial.png"))
+
+
+# ------------------------------------------------------------------------------------------------ report
+def test_report_table_sorts_links_and_shows_why(snaps, browser, tmp_path):
+    from nas.dashboard import choose
+    from nas.report import write_report
+
+    snap = snaps["many"]
+    out = write_report(snap, tmp_path / "many.html")
+    text = out.read_text()
+    pairs = len(NAMES) * (len(NAMES) - 1) // 2
+    assert text.count("against") >= pairs, "every pair of objectives is drawn"
+    for trial in snap.completed:
+        if trial.number in snap.front:
+            assert f'href="#trial-{trial.number}"' in text and f'id="trial-{trial.number}"' in text
+    assert choose.recipe_words(snap.completed[0]) in text
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(PATIENCE * 1000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(out.as_uri())
+    page.wait_for_selector("#front-table tbody tr")
+    column = 1 + choose.table_columns(snap).index("accuracy")
+    read = (f"() => [...document.querySelectorAll('#front-table tbody tr td:nth-child({column})')]"
+            ".map(c => +c.innerText)")
+    before = page.evaluate(read)
+    assert before != sorted(before), "rows start in trial order"
+    page.click("#front-table th:has-text('accuracy')")
+    values = page.evaluate(read)
+    assert values == sorted(before)
+    page.click("#front-table th:has-text('accuracy')")
+    assert page.evaluate(read) == sorted(values, reverse=True)
+    bars = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                         ".flatMap(g => g.data.filter(t => t.type == 'bar' && t.orientation == 'h').map(t => t.name))")
+    assert bars == NAMES
+    page.screenshot(path=str(ARTIFACTS / "choose-report.png"))
+    page.close()
+    assert not errors, errors
