@@ -350,9 +350,11 @@ def learning_curve_figure(trials: list[FrozenTrial]) -> go.Figure:
                                         showlegend=col == 1), row=1, col=col)
     members = sorted({choose.ensemble_size(t) for t in trials})
     robust = sorted({choose.recipe_family(t) for t in trials} - {choose.PLAIN})
-    note = ("* summed over " + "/".join(map(str, members)) + " ensemble member(s)" if members != [1]
-            else "* one model") + ("; includes the " + " and ".join(robust) + " term(s)" if robust else "")
-    figure.add_annotation(text=note + ": not on the validation scale", showarrow=False, xref="paper", yref="paper",
+    parts = (["summed over " + "/".join(map(str, members)) + " ensemble members"] if members != [1] else []) + (
+        ["includes the " + " and ".join(robust) + " loss terms"] if robust else [])
+    note = ("* " + "; ".join(parts) + ": not on the validation scale" if parts
+            else "* the training cross-entropy, averaged over each epoch with dropout on")
+    figure.add_annotation(text=note, showarrow=False, xref="paper", yref="paper",
                           x=0, y=-0.28, xanchor="left", font={"size": 11, "color": "#5b6b7c"})
     figure.update_xaxes(title_text="epoch", dtick=1)
     figure.update_layout(template=TEMPLATE, height=340, margin={"l": 50, "r": 20, "t": 40, "b": 80},
