@@ -20,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import PATIENCE, REPO
+from conftest import PATIENCE, REPO, run_nas
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -214,7 +214,10 @@ def test_bad_storage_and_unknown_study_are_one_line_exit_2(built, tmp_path):
     assert not (tmp_path / "nope.db").exists(), "a wrong URL must not create a database"
     code, stderr = cli("dashboard", "--storage", "runs/nas.db")
     assert code == 2 and "not a storage URL" in stderr
-    code, stderr = cli("dashboard", "--storage", built["storage"], "--study-name", "fm9")
+    # another process: the storage check opens and closes the database file, which in this process would drop
+    # the SQLite locks of the module's server (its later reads could then miss a search's new trials)
+    result = run_nas("dashboard", "--storage", built["storage"], "--study-name", "fm9", cwd=tmp_path)
+    code, stderr = result.returncode, result.stderr
     assert code == 2 and stderr.count("\n") == 1
     assert "no study named 'fm9'" in stderr and "fm1" in stderr and "empty" in stderr
     code, stderr = cli("dashboard", "--storage", built["storage"], "--port", "70000")
