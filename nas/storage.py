@@ -177,7 +177,6 @@ class _RDBStorage(optuna.storages.RDBStorage):
 
 STORAGE_FIX = ("pass the --storage URL that 'nas search' used (e.g. --storage sqlite:///runs/nas.db), "
                "or restore the file from a backup")
-SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def storage_file(url: str) -> Path | None:
@@ -231,17 +230,18 @@ def _check_journal(path: Path, what: str) -> None:
 def _check_sqlite(path: Path, what: str, must_hold_study: bool) -> None:
     """An SQLite file must pass SQLite's own quick check (it only reads), so a truncated or garbled database is one
     line here, not a driver traceback in the middle of reading trials."""
-    with reading(path, what, STORAGE_FIX):
-        with path.open("rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
-        raise UsageError(f"{what} {path} is not an SQLite database (no SQLite header); {STORAGE_FIX}")
+    # Only through SQLite, never open()/close() on the file: closing any descriptor of a database file drops
+    # every POSIX lock this process holds on it, including those of a connection in use (SQLite's documented
+    # pitfall), which broke a dashboard reading beside an in-process search.
     with reading(path, what, STORAGE_FIX):
         # Not mode=ro: a hot rollback journal left by a killed writer must be rolled back before reading.
         connection = sqlite3.connect(str(path), timeout=60)
         try:
             verdict = connection.execute("PRAGMA quick_check").fetchall()
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as error:
+            kind = "is not an SQLite database" if "not a database" in str(error) else f"is damaged ({error})"
+            raise UsageError(f"{what} {path} {kind}; {STORAGE_FIX}") from None
         finally:
             connection.close()
     if verdict != [("ok",)]:

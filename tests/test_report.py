@@ -59,7 +59,8 @@ def test_report_renders_offline_in_chromium(report, built):
         page.wait_for_selector("#figure-1 .scatterlayer .point")
         pareto_points = page.locator("#figure-1 .scatterlayer .point").count()
         drawn = page.locator(".plotly-graph-div .main-svg").count()
-        rows = page.locator("table.data").nth(1).locator("tbody tr").count()
+        rows = page.locator("#front-table tbody tr").count()
+        links = page.locator("#front-table tbody a").all_inner_texts()
         ood = page.locator(f"#trial-{built['robust']} .plotly-graph-div").count()
         page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
         browser.close()
@@ -67,8 +68,9 @@ def test_report_renders_offline_in_chromium(report, built):
     assert not errors, errors
     assert pareto_points == built["completed"]
     assert drawn >= 4
-    assert rows == len(front)
-    assert ood == 3  # OOD histograms, accuracy-vs-eps, reliability diagram
+    assert rows == built["completed"]  # every completed trial, the front ones linked to their sections
+    assert links == [f"#{number}" for number in front]
+    assert ood == 5  # learning curves, OOD histograms, accuracy-vs-eps, attribution maps, reliability diagram
 
 
 def test_report_of_a_study_without_completed_trials(built, tmp_path):

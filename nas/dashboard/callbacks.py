@@ -4,13 +4,14 @@ against what the storage holds; nothing is written and no file path is taken fro
 from __future__ import annotations
 
 import datetime
+import re
 from typing import Any
 
 import dash
 from dash import Input, Output, State, ctx, dcc, html, no_update
 from optuna.trial import FrozenTrial, TrialState
 
-from . import figures
+from . import choose, figures
 from .layout import architecture, card, table
 from .source import (
     Snapshot, StudySource, format_value, load_details, metric_columns, metric_table, objective_table, requirement_table,
@@ -59,7 +60,9 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
     recipe = [{"setting": k, "value": v} for k, v in (attrs.get("recipe") or {}).items()]
     body.append(html.Div([
         card("Architecture", architecture(spec) if spec else html.P("not sampled yet", className="hint"),
-             html.H2("Training recipe", style={"marginTop": "14px"}), table(recipe)),
+             html.H2("Training recipe", style={"marginTop": "14px"}),
+             html.P(f"{choose.recipe_family(trial)}: {choose.recipe_words(trial)}", className="hint"),
+             html.Details([html.Summary("every recipe setting"), table(recipe)])),
         html.Div([
             card("Objectives", table(objective_table(trial), ["objective", "value", "seconds"]),
                  html.Details([html.Summary("every measured metric (95% intervals in brackets)"),
@@ -82,7 +85,8 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
                                                                 num_classes))))
     if "explainability" in details:
         body.append(card("Explanations",
-                         _graph("attribution-graph", figures.attribution_figure(details["explainability"])),
+                         _graph("attribution-graph", figures.attribution_figure(details["explainability"],
+                                                                                figures.class_names(details))),
                          _graph("faithfulness-graph", figures.faithfulness_figure(details["explainability"]))))
     if "calibration" in details:
         body.append(card("Calibration",
@@ -106,6 +110,7 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
         return [card("Compare", html.P("Pick two to four completed trials above.", className="hint"))]
     headline, rest = metric_columns(snap, trials)
     rows = [{"metric": "spec", **{f"trial {t.number}": t.user_attrs.get("spec_summary", "") for t in trials}},
+            {"metric": "recipe", **{f"trial {t.number}": choose.recipe_words(t) for t in trials}},
             {"metric": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}},
             *metric_table(trials, headline)]
     specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(t.user_attrs.get("spec") or {})],
@@ -125,6 +130,53 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
     if any(adv.get("eps_curve") for _, adv in curves):
         body.append(card("Accuracy under attack", _graph("compare-eps-graph", figures.eps_figure(curves))))
     return body
+
+
+def table_columns(snap: Snapshot) -> list[dict[str, Any]]:
+    """DataTable columns: objectives and counts are numeric (they sort and filter as numbers)."""
+    numeric = {"trial", "params", *snap.names}
+    return [{"id": c, "name": snap.label(snap.names.index(c)) if c in snap.names else c,
+             "type": "numeric" if c in numeric else "text"} for c in choose.table_columns(snap)]
+
+
+def recommendation_view(snap: Snapshot) -> html.Div:
+    """Which front models meet the requirements, and the suggested pick with its rule."""
+    advice = choose.recommendation(snap)
+    if advice["pick"] is None:
+        return html.Div([html.P(advice["why"], className="hint")])
+    feasible = ", ".join(f"#{n}" for n in advice["feasible"])
+    meeting = sum(snap.feasible(t) for t in snap.completed)
+    return html.Div([
+        html.P([html.B(f"{meeting} of {len(snap.completed)} models meet every requirement; "
+                       f"{len(advice['feasible'])} of them are on the Pareto front: "), feasible],
+               id="feasible-front"),
+        html.P([html.B("Suggested: "), advice["why"]], id="suggested-pick"),
+        html.P(advice["rule"], className="hint"),
+    ])
+
+
+def _shortlist(snap: Snapshot, shown_rows: Any) -> list[int] | None:
+    """Trial numbers the table shows after its filters, or None when it shows every completed trial."""
+    if not isinstance(shown_rows, list):
+        return None
+    numbers = [row.get("trial") for row in shown_rows if isinstance(row, dict)]
+    return numbers if len(numbers) < len(snap.completed) else None
+
+
+def _ranges(value: Any) -> list[list[float]]:
+    """A parcoords ``constraintrange`` from restyleData (a pair, a list of pairs, wrapped per trace) as pairs."""
+    pairs: list[list[float]] = []
+
+    def walk(item: Any) -> None:
+        if (isinstance(item, list) and len(item) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in item)):
+            pairs.append([float(min(item)), float(max(item))])
+        elif isinstance(item, list):
+            for inner in item:
+                walk(inner)
+
+    walk(value)
+    return pairs
 
 
 def _study_error(name: Any) -> str:
@@ -150,7 +202,8 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
     def studies(_signature: Any, tick: Any):
         if ctx.triggered_id == "tick" and tick and tick % 6:
             return no_update  # the overview reloads every study: every sixth tick is plenty
-        return table(source.study_rows(), ["study", "trials", "objectives", "best", "started"])
+        return table(source.study_rows(), ["study", "trials", "objectives", "front",
+                                             "best of each objective", "started"])
 
     @app.callback(Output("x-axis", "options"), Output("x-axis", "value"),
                   Output("y-axis", "options"), Output("y-axis", "value"),
@@ -168,12 +221,53 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         z = z if z in keys else None
         return options, x, options, y, options, z
 
+    @app.callback(Output("front-table", "data"), Output("front-table", "columns"),
+                  Output("recommendation", "children"),
+                  Output("family-filter", "options"), Output("family-filter", "value"),
+                  Input("signature", "data"), Input("family-filter", "value"), Input("brushes", "data"),
+                  State("study", "value"), State("family-filter", "options"))
+    def front_table(_signature: Any, families: Any, brushes: Any, study_name: Any, known: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return [], [], html.P(_study_error(study_name), className="hint"), [], []
+        rows = choose.table_rows(snap)
+        present = [f for f in choose.FAMILIES if any(row["family"] == f for row in rows)]
+        seen = {o.get("value") for o in known or [] if isinstance(o, dict)}
+        families = ([f for f in families or [] if f in present]  # a family that appears later starts ticked
+                    + [f for f in present if f not in seen])
+        inside = figures.brushed(snap, brushes if isinstance(brushes, dict) else {})
+        rows = [row for row in rows if row["family"] in families and row["trial"] in inside]
+        options = [{"label": f" {family} ", "value": family} for family in present]
+        return rows, table_columns(snap), recommendation_view(snap), options, families
+
+    @app.callback(Output("brushes", "data"), Input("parallel-graph", "restyleData"),
+                  State("brushes", "data"), State("study", "value"), prevent_initial_call=True)
+    def brush(restyle: Any, brushes: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        if snap is None or not isinstance(restyle, list) or not restyle or not isinstance(restyle[0], dict):
+            return no_update
+        keys = [key for key, _ in figures.parallel_dimensions(snap)]
+        brushes = dict(brushes) if isinstance(brushes, dict) else {}
+        changed = False
+        for prop, value in restyle[0].items():
+            match = re.fullmatch(r"dimensions\[(\d+)\]\.constraintrange", str(prop))
+            if not match or int(match.group(1)) >= len(keys):
+                continue
+            key, ranges = keys[int(match.group(1))], _ranges(value)
+            if ranges:
+                brushes[key] = ranges
+            else:
+                brushes.pop(key, None)
+            changed = True
+        return brushes if changed else no_update
+
     @app.callback(Output("pareto-graph", "figure"), Output("parallel-graph", "figure"),
                   Output("hv-graph", "figure"), Output("hv-text", "children"),
                   Input("signature", "data"), Input("x-axis", "value"), Input("y-axis", "value"),
-                  Input("z-axis", "value"), Input("show", "value"),
-                  State("study", "value"))
-    def explorer(_signature: Any, x: Any, y: Any, z: Any, show: Any, study_name: Any):
+                  Input("z-axis", "value"), Input("show", "value"), Input("front-table", "derived_virtual_data"),
+                  State("study", "value"), State("brushes", "data"))
+    def explorer(_signature: Any, x: Any, y: Any, z: Any, show: Any, shown_rows: Any, study_name: Any,
+                 brushes: Any):
         snap = source.snapshot(study_name)
         if snap is None:
             blank = figures.message_figure(_study_error(study_name))
@@ -182,19 +276,31 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         x = x if x in keys else (keys[0] if keys else None)
         y = y if y in keys else (keys[min(1, len(keys) - 1)] if keys else None)
         z = z if z in keys else None
-        scatter = (figures.pareto_figure(snap, x, y, z,
-                                         show=[s for s in (show or []) if s in ("dominated", "infeasible")])
+        highlight = _shortlist(snap, shown_rows)
+        pick = choose.recommendation(snap)["pick"]
+        show = [s for s in (show or []) if s in ("dominated", "infeasible")]
+        scatter = (figures.pareto_figure(snap, x, y, z, show=show, highlight=highlight, pick=pick)
                    if x else figures.message_figure("no objective values yet", height=460))
         scatter.update_layout(uirevision=f"{snap.study_name}|{x}|{y}|{z}")  # keep the user's zoom across live refreshes
+        parallel = figures.parallel_figure(snap, highlight, brushes if isinstance(brushes, dict) else None)
+        parallel.update_layout(uirevision=snap.study_name)
         hv_figure, hv_text = figures.hypervolume_figure(snap)
-        return scatter, figures.parallel_figure(snap), hv_figure, hv_text
+        return scatter, parallel, hv_figure, hv_text
+
+    @app.callback(Output("importance-graph", "figure"), Input("signature", "data"), State("study", "value"))
+    def importance(_signature: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return figures.message_figure(_study_error(study_name))
+        return figures.importance_figure(*choose.importances(snap))
 
     @app.callback(Output("trial", "options"), Output("trial", "value"),
                   Output("compare-trials", "options"), Output("compare-trials", "value"),
                   Output("tabs", "value"),
                   Input("signature", "data"), Input("pareto-graph", "clickData"),
+                  Input("front-table", "selected_row_ids"),
                   State("study", "value"), State("trial", "value"), State("compare-trials", "value"))
-    def pick(_signature: Any, click: Any, study_name: Any, current: Any, compared: Any):
+    def pick(_signature: Any, click: Any, selected: Any, study_name: Any, current: Any, compared: Any):
         snap = source.snapshot(study_name)
         if snap is None:
             return [], None, [], [], no_update
@@ -211,6 +317,8 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         value = (current if current in numbers
                  else front[0] if front else (snap.trials[-1].number if snap.trials else None))
         complete = [o for o in options if snap.trial(o["value"]).state == TrialState.COMPLETE]
+        if ctx.triggered_id == "front-table" and selected:  # ticked rows go to the Compare tab
+            compared = list(selected)
         kept = [n for n in (compared or []) if n in {o["value"] for o in complete}][:4]
         if not kept:  # start with the two first front trials (topped up with other completed ones)
             kept = (front + [o["value"] for o in complete if o["value"] not in front])[:2]

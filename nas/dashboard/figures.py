@@ -13,19 +13,11 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
+from . import choose
 from .source import Snapshot, format_value
 
 TEMPLATE = "plotly_white"
 PALETTE = ["#1f5fbf", "#e8710a", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
-# Point categories of the Pareto explorer: legend name, marker.
-CATEGORIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "front": ("Pareto front",
-              {"color": "#1f5fbf", "symbol": "circle", "size": 13, "line": {"width": 1, "color": "white"}}),
-    "front_infeasible": ("best trade-offs, but failing a requirement (no trial meets them all)",
-                         {"color": "#e8710a", "symbol": "diamond", "size": 13}),
-    "dominated": ("dominated", {"color": "#a9bcd8", "symbol": "circle", "size": 9}),
-    "infeasible": ("infeasible: fails a requirement", {"color": "#d62728", "symbol": "x", "size": 10}),
-}
 
 
 def message_figure(text: str, height: int = 260) -> go.Figure:
@@ -38,6 +30,16 @@ def message_figure(text: str, height: int = 260) -> go.Figure:
 
 
 # ---------------------------------------------------------------------------------- Pareto explorer
+# Colour says how a model was trained (the usual reason it trades accuracy for robustness); the marker says
+# where it stands (front, dominated, failing a requirement); the size says how many parameters it has.
+FAMILY_COLORS = {choose.PLAIN: "#1f5fbf", choose.ADVERSARIAL: "#e8710a", choose.OUTLIERS: "#2ca02c",
+                 choose.BOTH: "#9467bd"}
+SYMBOLS = {"front": "circle", "front_infeasible": "diamond", "dominated": "circle-open", "infeasible": "x"}
+SYMBOL_KEYS = {"front": "Pareto front (labelled #trial)", "front_infeasible": "best trade-off, fails a requirement",
+               "dominated": "dominated", "infeasible": "fails a requirement"}
+HIGHLIGHT = {"color": "#111", "symbol": "circle-open", "line": {"width": 2.5}}  # open symbols draw in marker.color
+
+
 def category(snap: Snapshot, trial: FrozenTrial) -> str:
     feasible = snap.feasible(trial)
     if trial.number in snap.front:
@@ -65,7 +67,13 @@ def axis_value(snap: Snapshot, trial: FrozenTrial, key: str) -> float | None:
 
 
 def _hover(snap: Snapshot, trial: FrozenTrial) -> str:
-    lines = [f"<b>trial {trial.number}</b>", trial.user_attrs.get("spec_summary", "")]
+    """Hover text: the trial's standing, architecture, recipe in words and every objective."""
+    lines = [f"<b>trial {trial.number}</b> · {choose.recipe_family(trial)}",
+             "architecture: " + trial.user_attrs.get("spec_summary", ""),
+             "recipe: " + _wrap(choose.recipe_words(trial))]
+    params = choose.parameter_count(trial)
+    if params is not None and "params" not in snap.names:
+        lines.append(f"parameters: {format_value(params)}")
     results = trial.user_attrs.get("objectives") or {}
     for name, value in zip(snap.names, trial.values or ()):
         skipped = " (skipped)" if results.get(name, {}).get("skipped") else ""
@@ -76,69 +84,223 @@ def _hover(snap: Snapshot, trial: FrozenTrial) -> str:
     return "<br>".join(lines)
 
 
+def _wrap(text: str, width: int = 70) -> str:
+    """Break a long recipe at its '; ' separators so the hover box stays narrow."""
+    lines, line = [], ""
+    for part in text.split("; "):
+        if line and len(line) + len(part) > width:
+            lines.append(line + ";")
+            line = part
+        else:
+            line = f"{line}; {part}" if line else part
+    return "<br>  ".join(lines + [line])
+
+
 def _wide_range(values: Iterable[float | None]) -> bool:
     """Log-scale an axis whose positive values span more than two decades (parameter counts, FLOPs)."""
     values = [v for v in values if v is not None]
     return bool(values) and min(values) > 0 and max(values) / min(values) > 100
 
 
+def _padded_range(values: list[float | None], log: bool) -> list[float] | None:
+    """An explicit axis range around the values: plotly's own range for one point runs far past it."""
+    values = [v for v in values if v is not None and math.isfinite(v) and (v > 0 or not log)]
+    if not values:
+        return None
+    if log:
+        values = [math.log10(v) for v in values]
+    low, high = min(values), max(values)
+    pad = 0.08 * (high - low) or 0.05 * abs(high) or 0.05
+    return [low - pad, high + pad]
+
+
+def _sizes(trials: list[FrozenTrial], base: float) -> list[float]:
+    """Marker size grows with the square root of the parameter count (area ~ parameters), within 0.7..1.6 × base."""
+    counts = [choose.parameter_count(t) for t in trials]
+    known = [c for c in counts if c]
+    if not known or min(known) == max(known):
+        return [base] * len(trials)
+    low, high = math.sqrt(min(known)), math.sqrt(max(known))
+    return [base if not c else base * (0.7 + 0.9 * (math.sqrt(c) - low) / (high - low)) for c in counts]
+
+
 def pareto_figure(snap: Snapshot, x: str, y: str, z: str | None = None,
-                  show: Iterable[str] = ("dominated", "infeasible")) -> go.Figure:
-    """Scatter of completed trials over two (or three) objectives or metrics; points carry the trial number."""
+                  show: Iterable[str] = ("dominated", "infeasible"), highlight: Iterable[int] | None = None,
+                  pick: int | None = None) -> go.Figure:
+    """Scatter of completed trials over two (or three) objectives or metrics; points carry the trial number.
+
+    ``highlight``: trial numbers ringed in black (the rows left by the table's filters); ``pick``: the suggested
+    trial, marked with an arrow.
+    """
     trials = snap.completed
     if not trials:
         return message_figure(f"study '{snap.study_name}' has no completed trial yet ({snap.counts_text()}); "
                               "this page refreshes as trials finish", height=460)
     show = set(show) | {"front", "front_infeasible"}
+    shown = [t for t in trials if category(snap, t) in show]
+    keys = [(axis, k) for axis, k in (("x", x), ("y", y), ("z", z)) if k]
     figure = go.Figure()
-    for key, (name, marker) in CATEGORIES.items():
-        members = [t for t in trials if category(snap, t) == key]
-        if key not in show or not members:
+    trace = go.Scatter3d if z else go.Scatter
+    for family, color in FAMILY_COLORS.items():
+        members = [t for t in shown if choose.recipe_family(t) == family]
+        if not members:
             continue
-        coords = {axis: [axis_value(snap, t, k) for t in members] for axis, k in (("x", x), ("y", y), ("z", z)) if k}
-        common = dict(name=f"{name} ({len(members)})", mode="markers", customdata=[t.number for t in members],
-                      hovertext=[_hover(snap, t) for t in members], hovertemplate="%{hovertext}<extra></extra>")
-        if z:  # WebGL markers: an open square stands in for the cross, which 3-D scenes draw as a font glyph
-            symbol = "square-open" if marker["symbol"] == "x" else marker["symbol"]
-            figure.add_trace(go.Scatter3d(**coords, marker={**marker, "symbol": symbol, "size": marker["size"] * 0.6},
-                                          **common))
-        else:
-            figure.add_trace(go.Scatter(**coords, marker=marker, **common))
-    all_values = {k: [axis_value(snap, t, k) for t in trials] for k in (x, y, z) if k}
-    axes = {axis: {"title": {"text": axis_label(snap, k)}, "type": "log" if _wide_range(all_values[k]) else "linear"}
-            for axis, k in (("xaxis", x), ("yaxis", y), ("zaxis", z)) if k}
-    layout: dict[str, Any] = {"template": TEMPLATE, "height": 520, "legend": {"orientation": "h", "y": -0.18},
-                              "margin": {"l": 60, "r": 20, "t": 50, "b": 40}, "clickmode": "event",
+        coords = {axis: [axis_value(snap, t, k) for t in members] for axis, k in keys}
+        kinds = [category(snap, t) for t in members]
+        symbols = [SYMBOLS[kind] for kind in kinds]
+        if z:  # WebGL: an open square stands in for the cross, which 3-D scenes draw as a font glyph
+            symbols = ["square-open" if s == "x" else s for s in symbols]
+        marker: dict[str, Any] = {"color": color, "symbol": symbols, "size": _sizes(members, 8 if z else 14),
+                                  "line": {"width": 1, "color": "white" if not z else color}}
+        if not z:
+            marker["opacity"] = [1.0 if kind.startswith("front") else 0.55 for kind in kinds]
+        labels = [f"#{t.number}" if t.number in snap.front else "" for t in members]
+        figure.add_trace(trace(**coords, name=f"{family} ({len(members)})", mode="markers+text", text=labels,
+                               textposition="top center", textfont={"size": 11, "color": "#333"},
+                               marker=marker, customdata=[t.number for t in members], legendgroup="recipe",
+                               legendgrouptitle={"text": "training recipe (colour)"},
+                               hovertext=[_hover(snap, t) for t in members],
+                               hovertemplate="%{hovertext}<extra></extra>"))
+    for kind in dict.fromkeys(category(snap, t) for t in shown):  # the marker key: legend entries without points
+        symbol = "square-open" if z and SYMBOLS[kind] == "x" else SYMBOLS[kind]
+        empty = {axis: [None] for axis, _ in keys}
+        figure.add_trace(trace(**empty, mode="markers", name=SYMBOL_KEYS[kind], customdata=[], hoverinfo="skip",
+                               marker={"color": "#555", "symbol": symbol, "size": 8 if z else 11},
+                               legendgroup="marker", legendgrouptitle={"text": "standing (marker)"}))
+    ringed = [t for t in shown if highlight is not None and t.number in set(highlight)]
+    if highlight is not None:
+        coords = {axis: [axis_value(snap, t, k) for t in ringed] for axis, k in keys}
+        figure.add_trace(trace(**coords, mode="markers", name=f"shortlisted in the table ({len(ringed)})",
+                               customdata=[t.number for t in ringed], hoverinfo="skip",
+                               marker={**HIGHLIGHT, "size": 12 if z else 24}, legendgroup="shortlist"))
+    values = {k: [axis_value(snap, t, k) for t in trials] for _, k in keys}
+    axes: dict[str, Any] = {}
+    for axis, k in keys:
+        log = _wide_range(values[k])
+        axes[f"{axis}axis"] = {"title": {"text": axis_label(snap, k)}, "type": "log" if log else "linear",
+                               "range": _padded_range(values[k], log)}
+    layout: dict[str, Any] = {"template": TEMPLATE, "height": 720 if z else 560, "showlegend": True,
+                              "legend": {"orientation": "v", "x": 1.02, "y": 1, "groupclick": "toggleitem"},
+                              "margin": {"l": 70, "r": 20, "t": 50, "b": 50}, "clickmode": "event",
                               "title": {"text": "Pareto explorer: click a point to open its trial"}}
     if z:
-        layout["scene"] = axes
+        layout["scene"] = {**axes, "aspectmode": "cube"}
+        layout["margin"] = {"l": 0, "r": 0, "t": 50, "b": 0}
     else:
         layout.update(axes)
+    pick_trial = snap.trial(pick) if pick is not None else None
+    if pick_trial is not None and pick_trial in shown and not z:
+        px, py = axis_value(snap, pick_trial, x), axis_value(snap, pick_trial, y)
+        if px is not None and py is not None:
+            log_x, log_y = (axes[a]["type"] == "log" for a in ("xaxis", "yaxis"))
+            figure.add_annotation(x=math.log10(px) if log_x else px, y=math.log10(py) if log_y else py,
+                                  text=f"suggested: #{pick}", showarrow=True, arrowhead=2, ax=40, ay=-40,
+                                  font={"color": "#111", "size": 12}, bgcolor="rgba(255,255,255,0.85)")
     figure.update_layout(**layout)
     return figure
 
 
-def parallel_figure(snap: Snapshot) -> go.Figure:
-    """Parallel coordinates over all objectives, each axis oriented so that up is better."""
+def _param_dimension(label: str, values: list[Any]) -> dict[str, Any]:
+    """A parallel-coordinates axis for one searched parameter; categories and "not used here" get tick labels."""
+    present = [v for v in values if v is not None]
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+    if not numeric:
+        categories = sorted({repr(v) for v in present}) + (["not used"] if len(present) < len(values) else [])
+        codes = [categories.index("not used" if v is None else repr(v)) for v in values]
+        text = [c.strip("'") for c in categories]
+        return {"label": label, "values": codes, "tickvals": list(range(len(categories))), "ticktext": text}
+    low, high = min(present), max(present)
+    if len(present) == len(values):
+        return {"label": label, "values": values}
+    filler = low - (0.15 * (high - low) or 0.15 * abs(low) or 1.0)  # a conditional parameter absent in a trial
+    ticks = [low + (high - low) * k / 3 for k in range(4)] if high > low else [low]
+    return {"label": label, "values": [filler if v is None else v for v in values],
+            "tickvals": [filler, *ticks], "ticktext": ["not used", *(format_value(t) for t in ticks)]}
+
+
+def parallel_dimensions(snap: Snapshot) -> list[tuple[str, dict[str, Any]]]:
+    """``(key, dimension)`` per axis over ``snap.completed``: the trial number, each objective (oriented so up is
+    better) and each searched parameter. Keys name the axis in brushes (``trial``, ``objective:NAME``,
+    ``param:NAME``); values line up with ``snap.completed``."""
     trials = snap.completed
-    if not trials:
-        return message_figure("no completed trial yet")
-    codes = {"infeasible": 0, "front_infeasible": 1, "dominated": 2, "front": 3}
-    colorscale = [[0.0, CATEGORIES["infeasible"][1]["color"]], [0.33, CATEGORIES["front_infeasible"][1]["color"]],
-                  [0.67, CATEGORIES["dominated"][1]["color"]], [1.0, CATEGORIES["front"][1]["color"]]]
     numbers = [t.number for t in trials]
-    dimensions = [{"label": "trial", "values": numbers, "tickvals": numbers if len(numbers) <= 20 else None}]
+    dimensions = [("trial", {"label": "trial", "values": numbers,
+                             "tickvals": numbers if len(numbers) <= 20 else None})]
     for index, name in enumerate(snap.names):
         values = [t.values[index] for t in trials]
         low, high = min(values), max(values)
         span = [low, high] if snap.directions[index] == "maximize" else [high, low]
-        dimensions.append({"label": snap.label(index), "values": values, "range": span if low != high else None})
-    line = {"color": [codes[category(snap, t)] for t in trials], "colorscale": colorscale, "cmin": 0, "cmax": 3}
-    figure = go.Figure(go.Parcoords(dimensions=[{k: v for k, v in d.items() if v is not None} for d in dimensions],
-                                    line=line))
-    figure.update_layout(template=TEMPLATE, height=380, margin={"l": 60, "r": 60, "t": 80, "b": 30},
-                         title={"text": "All objectives (up is better on every axis) · blue: Pareto front, "
-                                        "light: dominated, red: fails a requirement"})
+        dimensions.append((f"objective:{name}", {"label": snap.label(index), "values": values,
+                                                  "range": span if low != high else None}))
+    for name in sorted({name for t in trials for name in t.params}):
+        label = name.split(".", 1)[-1] if name.count(".") > 1 else name
+        dimensions.append((f"param:{name}", _param_dimension(label, [t.params.get(name) for t in trials])))
+    return dimensions
+
+
+def brushed(snap: Snapshot, brushes: dict[str, list[list[float]]] | None) -> set[int]:
+    """Trial numbers inside every brushed range of the parallel coordinates (all completed trials when none)."""
+    keep = {t.number for t in snap.completed}
+    for key, dimension in parallel_dimensions(snap):
+        ranges = (brushes or {}).get(key)
+        if not ranges:
+            continue
+        keep &= {t.number for t, v in zip(snap.completed, dimension["values"])
+                 if any(low <= v <= high for low, high in ranges)}
+    return keep
+
+
+def parallel_figure(snap: Snapshot, highlight: Iterable[int] | None = None,
+                    brushes: dict[str, list[list[float]]] | None = None) -> go.Figure:
+    """Parallel coordinates over the objectives (up is better on each) and the searched parameters.
+
+    Drag along an axis to brush: the dashboard keeps only the trials inside every brushed range in its table;
+    ``brushes`` (``{key: [[low, high], ...]}``) redraws them.
+    """
+    trials = snap.completed
+    if not trials:
+        return message_figure("no completed trial yet")
+    dimensions = []
+    for key, dimension in parallel_dimensions(snap):
+        if (brushes or {}).get(key):
+            dimension = {**dimension, "constraintrange": brushes[key] if len(brushes[key]) > 1 else brushes[key][0]}
+        dimensions.append({k: v for k, v in dimension.items() if v is not None})
+    if highlight is not None:
+        chosen = set(highlight)
+        line = {"color": [1 if t.number in chosen else 0 for t in trials],
+                "colorscale": [[0, "#d5dde6"], [1, "#111"]], "cmin": 0, "cmax": 1}
+        legend = "black: shortlisted in the table, grey: filtered out"
+    else:
+        families = list(FAMILY_COLORS)
+        line = {"color": [families.index(choose.recipe_family(t)) for t in trials], "cmin": 0, "cmax": 3,
+                "colorscale": [[i / 3, FAMILY_COLORS[f]] for i, f in enumerate(families)]}
+        legend = "colour: training recipe as in the explorer"
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=line, labelangle=-20, labelside="top"))
+    figure.update_layout(template=TEMPLATE, height=440, margin={"l": 60, "r": 60, "t": 110, "b": 30},
+                         title={"text": f"Objectives (up is better) and searched parameters · {legend}",
+                                "font": {"size": 14}})
+    return figure
+
+
+def importance_figure(importances: dict[str, dict[str, float]], message: str | None = None) -> go.Figure:
+    """One bar chart per objective: how much each searched parameter decides reaching its top trials."""
+    if not importances:
+        return message_figure(message or "no parameter importance")
+    names = list(importances)
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    figure = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.22,
+                           vertical_spacing=0.5 / rows)
+    for index, name in enumerate(names):
+        ranked = sorted(importances[name].items(), key=lambda item: item[1])
+        figure.add_trace(go.Bar(x=[v for _, v in ranked], y=[p for p, _ in ranked], orientation="h", name=name,
+                                marker_color=PALETTE[index % len(PALETTE)], showlegend=False,
+                                hovertemplate="%{y}: %{x:.2f}<extra>" + name + "</extra>"),
+                         row=index // cols + 1, col=index % cols + 1)
+    figure.update_xaxes(range=[0, 1], title_text="importance (sums to 1)")
+    figure.update_layout(template=TEMPLATE, height=60 + 280 * rows, margin={"l": 130, "r": 20, "t": 70, "b": 40},
+                         title={"text": "Which searched choices drive each objective (PED-ANOVA: top trials "
+                                        "against all)", "font": {"size": 14}})
     return figure
 
 
@@ -168,24 +330,34 @@ def hypervolume_figure(snap: Snapshot) -> tuple[go.Figure, str]:
 
 # ------------------------------------------------------------------------------------ trial details
 def learning_curve_figure(trials: list[FrozenTrial]) -> go.Figure:
-    """Training and validation loss (left) and validation accuracy (right) per epoch, one colour per trial."""
+    """Per epoch: the training loss as optimised, the validation cross-entropy and the validation accuracy,
+    each on its own axis. The training loss sums the ensemble members' losses and adds the adversarial and
+    outlier-exposure terms, so on a shared axis with validation cross-entropy a robust model would look under-fit."""
     if not any(t.user_attrs.get("history") for t in trials):
         return message_figure("no epoch finished yet")
-    figure = make_subplots(rows=1, cols=2,
-                           subplot_titles=("loss (dashed: training, solid: validation)", "validation accuracy"))
+    figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                           subplot_titles=("training loss as optimised*", "validation cross-entropy",
+                                           "validation accuracy"))
     for index, trial in enumerate(trials):
         history = trial.user_attrs.get("history") or []
         color = PALETTE[index % len(PALETTE)]
         epochs = [row["epoch"] for row in history]
         label = f"trial {trial.number}"
-        figure.add_trace(go.Scatter(x=epochs, y=[r.get("train_loss") for r in history], name=f"{label} train loss",
-                                    line={"color": color, "dash": "dash"}, legendgroup=label), row=1, col=1)
-        figure.add_trace(go.Scatter(x=epochs, y=[r.get("val_loss") for r in history], name=f"{label} val loss",
-                                    line={"color": color}, legendgroup=label), row=1, col=1)
-        figure.add_trace(go.Scatter(x=epochs, y=[r.get("val_accuracy") for r in history], name=f"{label} val accuracy",
-                                    line={"color": color}, mode="lines+markers", legendgroup=label), row=1, col=2)
+        for col, key, name in ((1, "train_loss", "training loss"), (2, "val_loss", "validation cross-entropy"),
+                               (3, "val_accuracy", "validation accuracy")):
+            figure.add_trace(go.Scatter(x=epochs, y=[r.get(key) for r in history], name=f"{label} {name}",
+                                        line={"color": color}, mode="lines+markers", legendgroup=label,
+                                        showlegend=col == 1), row=1, col=col)
+    members = sorted({choose.ensemble_size(t) for t in trials})
+    robust = sorted({choose.recipe_family(t) for t in trials} - {choose.PLAIN})
+    parts = (["summed over " + "/".join(map(str, members)) + " ensemble members"] if members != [1] else []) + (
+        ["includes the " + " and ".join(robust) + " loss terms"] if robust else [])
+    note = ("* " + "; ".join(parts) + ": not on the validation scale" if parts
+            else "* the training cross-entropy, averaged over each epoch with dropout on")
+    figure.add_annotation(text=note, showarrow=False, xref="paper", yref="paper",
+                          x=0, y=-0.28, xanchor="left", font={"size": 11, "color": "#5b6b7c"})
     figure.update_xaxes(title_text="epoch", dtick=1)
-    figure.update_layout(template=TEMPLATE, height=320, margin={"l": 50, "r": 20, "t": 40, "b": 40},
+    figure.update_layout(template=TEMPLATE, height=340, margin={"l": 50, "r": 20, "t": 40, "b": 80},
                          showlegend=len(trials) > 1)
     return figure
 
@@ -246,8 +418,9 @@ def eps_figure(curves: list[tuple[str, dict[str, Any]]], num_classes: int | None
         points = adv["eps_curve"]
         flags = adv.get("masking_reasons") or adv.get("masking_flags") or []
         color = PALETTE[index % len(PALETTE)]
+        samples = f", {adv['samples']} samples" if adv.get("samples") else ""
         figure.add_trace(go.Scatter(x=[p["eps"] for p in points], y=[p["accuracy"] for p in points],
-                                    mode="lines+markers", name=label + (" ⚠ masking?" if flags else ""),
+                                    mode="lines+markers", name=label + samples + (" ⚠ masking?" if flags else ""),
                                     line={"color": color}))
         if adv.get("eps") is not None:
             for attack, symbol in (("FGSM", "triangle-up"), ("PGD", "square"), ("noise", "circle-open")):
@@ -261,11 +434,15 @@ def eps_figure(curves: list[tuple[str, dict[str, Any]]], num_classes: int | None
             warnings_text.append(f"{label}: " + "; ".join(flags))
     if num_classes:
         figure.add_hline(y=1 / num_classes, line={"dash": "dot", "color": "#999"}, annotation_text="chance")
+    figure.add_annotation(text="eps 0 is the clean accuracy on the attack's own samples (every point of a line "
+                               "uses the same ones), so it can differ from the accuracy on the whole validation split",
+                          showarrow=False, xref="paper", yref="paper", x=0, y=-0.3, xanchor="left",
+                          font={"size": 11, "color": "#5b6b7c"})
     if warnings_text:
         figure.add_annotation(text="⚠ possible gradient masking: " + " | ".join(warnings_text), showarrow=False,
                               xref="paper", yref="paper", x=0, y=1.12, xanchor="left",
                               font={"color": "#d62728", "size": 13})
-    figure.update_layout(template=TEMPLATE, height=340, margin={"l": 50, "r": 20, "t": 70, "b": 40},
+    figure.update_layout(template=TEMPLATE, height=380, margin={"l": 50, "r": 20, "t": 70, "b": 90},
                          title={"text": "Accuracy under attack as eps grows "
                                         "(markers: FGSM, PGD, noise at the scored eps)", "font": {"size": 14}},
                          xaxis={"title": {"text": "eps (L∞, fraction of the input range)"}},
@@ -273,13 +450,25 @@ def eps_figure(curves: list[tuple[str, dict[str, Any]]], num_classes: int | None
     return figure
 
 
-def attribution_figure(explainability: dict[str, Any]) -> go.Figure:
-    """Example inputs (top) and their attribution maps drawn over them (bottom)."""
+def class_names(details: dict[str, Any]) -> list[str] | None:
+    """The class names the accuracy objective recorded (its per-class rows are in class order), if any."""
+    rows = (details.get("accuracy") or {}).get("per_class") or []
+    names = [row.get("name") for row in rows if isinstance(row, dict)]
+    return [str(n) for n in names] if names and all(n is not None for n in names) else None
+
+
+def _class(index: Any, names: list[str] | None) -> str:
+    return names[index] if names and isinstance(index, int) and 0 <= index < len(names) else f"class {index}"
+
+
+def attribution_figure(explainability: dict[str, Any], names: list[str] | None = None) -> go.Figure:
+    """Example inputs (top) and their attribution maps drawn over them (bottom), titled with class names."""
     examples = [e for e in (explainability.get("examples") or [])[:4] if e.get("image") and e.get("attribution")]
     if not examples:
         return message_figure("no attribution examples in this trial's details")
-    titles = [f"label {e.get('label')} → predicted {e.get('prediction')}"
-              + (" ✓" if e.get("label") == e.get("prediction") else " ✗") for e in examples]
+    titles = [(f"{_class(e.get('label'), names)} ✓" if e.get("label") == e.get("prediction")
+               else f"{_class(e.get('label'), names)}, predicted {_class(e.get('prediction'), names)} ✗")
+              for e in examples]
     figure = make_subplots(rows=2, cols=len(examples), subplot_titles=titles + [""] * len(examples),
                            horizontal_spacing=0.03, vertical_spacing=0.06)
     for col, example in enumerate(examples, start=1):
@@ -354,7 +543,7 @@ def normalised_scores(snap: Snapshot, trial: FrozenTrial) -> list[float]:
         low, high = min(values), max(values)
         value = trial.values[index]
         score = 1.0 if high == low else (value - low) / (high - low)
-        scores.append(score if direction == "maximize" else 1.0 - score)
+        scores.append(score if direction == "maximize" or high == low else 1.0 - score)
     return scores
 
 

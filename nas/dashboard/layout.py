@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import dcc, html
+from dash import dash_table, dcc, html
 
 from .source import architecture_layers, format_value
 
@@ -44,6 +44,7 @@ td.FAIL, span.FAIL { color: #c62828; font-weight: 600; }
 .arch .arrow { color: #9fb3c8; }
 .error { color: #c62828; }
 .side { display: grid; gap: 12px; }
+#front-table td, #front-table th { font-family: system-ui, -apple-system, "Segoe UI", sans-serif !important; }
 """
 
 INDEX = """<!DOCTYPE html>
@@ -95,6 +96,27 @@ def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) ->
              hint="Pick a study in the header to explore it; the page refreshes while a search runs."),
     ])
     pareto_tab = dcc.Tab(label="Pareto explorer", value="pareto", children=[
+        card("Choose a model", html.Div(id="recommendation"),
+             html.Div([html.Div([html.Label("training recipes shown"), dcc.Checklist(id="family-filter", inline=True,
+                                                                                      value=[], options=[])],
+                                className="control wide")], className="controls"),
+             dash_table.DataTable(
+                 id="front-table", sort_action="native", sort_mode="multi", filter_action="native",
+                 row_selectable="multi", selected_row_ids=[], page_action="none", export_format="csv",
+                 export_headers="display", style_table={"overflowX": "auto", "maxHeight": "460px", "overflowY": "auto"},
+                 style_cell={"fontFamily": "inherit", "fontSize": "13px", "textAlign": "left", "padding": "4px 8px",
+                             "whiteSpace": "normal", "height": "auto", "minWidth": "70px", "maxWidth": "420px"},
+                 style_header={"fontWeight": "600", "backgroundColor": "#eef1f5"},
+                 style_cell_conditional=[{"if": {"column_id": "recipe"}, "minWidth": "360px"}],
+                 style_data_conditional=[
+                     {"if": {"filter_query": '{front} = "yes"'}, "backgroundColor": "#f2f7ff"},
+                     {"if": {"filter_query": '{requirements} contains "FAIL"', "column_id": "requirements"},
+                      "color": "#c62828", "fontWeight": "600"},
+                     {"if": {"filter_query": '{requirements} = "PASS"', "column_id": "requirements"},
+                      "color": "#177a2e", "fontWeight": "600"}]),
+             hint="Every completed model, one row. Click a header to sort; type a threshold under a header to filter "
+                  "(e.g. >= 0.8 under accuracy, adversarial under family); the rows left are ringed in the plots "
+                  "below. Tick rows to compare them (Compare tab); Export saves the rows shown as CSV."),
         card("Trade-offs", html.Div([
             _dropdown("x-axis", "x axis", clearable=False),
             _dropdown("y-axis", "y axis", clearable=False),
@@ -105,9 +127,17 @@ def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) ->
                          {"label": " infeasible trials", "value": "infeasible"}],
             )], className="control"),
         ], className="controls"), dcc.Graph(id="pareto-graph", config={"displaylogo": False}),
-            hint="Each point is a trained model. Blue points are the Pareto front: no other feasible model is at least "
-                 "as good on every objective. Red crosses fail a requirement. Axes can also show any measured metric."),
-        card("All objectives at once", dcc.Graph(id="parallel-graph", config={"displaylogo": False})),
+            hint="Each point is a trained model; colour: its training recipe, marker: filled circles (labelled with "
+                 "the trial number) are the Pareto front (no other feasible model is at least as good on every "
+                 "objective), open circles are dominated, crosses fail a requirement; size: parameter count. "
+                 "Axes can also show any measured metric."),
+        card("Why: which choices drive each objective", dcc.Graph(id="importance-graph",
+                                                                   config={"displaylogo": False}),
+             hint="Per objective, how strongly each searched parameter separates the best models (top 10%, at least 5) "
+                  "from all (Optuna's PED-ANOVA). A long bar: that choice decides the objective."),
+        card("Objectives and searched parameters", dcc.Graph(id="parallel-graph", config={"displaylogo": False}),
+             hint="One line per model. Drag along any axis to brush a range: the table and the plots keep only "
+                  "the models inside every brushed range. Click a brush to remove it."),
         card("Search progress", dcc.Graph(id="hv-graph", config={"displaylogo": False}),
              html.P(id="hv-text", className="hint")),
     ])
@@ -139,5 +169,6 @@ def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) ->
         html.Div([dcc.Tabs(id="tabs", value="pareto" if default else "studies",
                            children=[studies_tab, pareto_tab, trial_tab, compare_tab])], className="page"),
         dcc.Store(id="signature"),
+        dcc.Store(id="brushes", data={}),
         dcc.Interval(id="tick", interval=refresh_ms),
     ])

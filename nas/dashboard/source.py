@@ -96,13 +96,15 @@ class Snapshot:
     def feasible(self, trial: FrozenTrial) -> bool:
         return is_feasible(trial) and trial.user_attrs.get("feasible", True) is not False
 
-    def best_values(self) -> dict[str, float]:
-        """Best value of each objective over completed trials (each objective on its own)."""
-        best: dict[str, float] = {}
+    def best_values(self) -> dict[str, tuple[float, int]]:
+        """Best value of each objective over completed trials and the trial that reached it (each objective
+        on its own: usually different trials, so the row names them)."""
+        best: dict[str, tuple[float, int]] = {}
         for index, name in enumerate(self.names):
-            values = [t.values[index] for t in self.completed]
-            if values:
-                best[name] = max(values) if self.directions[index] == "maximize" else min(values)
+            sign = 1 if self.directions[index] == "maximize" else -1
+            ranked = sorted(self.completed, key=lambda t: (-sign * t.values[index], t.number))
+            if ranked:
+                best[name] = (ranked[0].values[index], ranked[0].number)
         return best
 
     def reference_point(self) -> list[float] | None:
@@ -179,7 +181,10 @@ class StudySource:
                 "study": snap.study_name,
                 "trials": snap.counts_text(),
                 "objectives": ", ".join(snap.label(i) for i in range(len(snap.names))),
-                "best": ", ".join(f"{name} {format_value(value)}" for name, value in best.items()) or "-",
+                "front": (f"{len(snap.front)} trials" + ("" if snap.front_feasible else " (none feasible)")
+                          if snap.front else "-"),
+                "best of each objective": ", ".join(f"{name} {format_value(value)} (#{number})"
+                                                    for name, (value, number) in best.items()) or "-",
                 "started": summary.datetime_start.strftime("%Y-%m-%d %H:%M") if summary.datetime_start else "-",
             })
         return rows
