@@ -392,31 +392,33 @@ def _letters(reference: torch.Tensor, labels: torch.Tensor | None, n: int, gener
     return _resize_gray(torch.from_numpy(images.copy()), reference)
 
 
+def _typed(characters: str, reference: torch.Tensor, n: int, generator: torch.Generator,
+           split: str | None) -> torch.Tensor:
+    """``n`` of ``characters`` typed in the split's fonts, grey, in the reference's shape."""
+    height, width = _render_size(reference)
+    images = render_glyphs(characters, split, n, height, width, _seed(generator))
+    return _resize_gray(torch.from_numpy(images.copy()), reference)
+
+
 @_family("letters_kt", "letters K-T typed in the split's fonts: OOD for the 'letters' data set (A-J)", "near",
          image_only=True, pooled=True, depicts=LETTERS_KT)
 def _letters_kt(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
                 split: str | None = None) -> torch.Tensor:
-    height, width = _render_size(reference)
-    images = render_glyphs(LETTERS_KT, split, n, height, width, _seed(generator))
-    return _resize_gray(torch.from_numpy(images.copy()), reference)
+    return _typed(LETTERS_KT, reference, n, generator, split)
 
 
 @_family("glyphs", "lowercase letters a-z typed in the split's fonts (other characters than 'letters')", "near",
          image_only=True, pooled=True)
 def _glyphs(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
             split: str | None = None) -> torch.Tensor:
-    height, width = _render_size(reference)
-    images = render_glyphs(LOWERCASE, split, n, height, width, _seed(generator))
-    return _resize_gray(torch.from_numpy(images.copy()), reference)
+    return _typed(LOWERCASE, reference, n, generator, split)
 
 
 @_family("typed_digits", "digits 0-9 typed in the split's fonts (in-distribution in meaning for digit data)", "near",
          image_only=True, pooled=True, depicts=DIGITS)
 def _typed_digits(reference: torch.Tensor, labels: torch.Tensor | None, n: int, generator: torch.Generator,
                   split: str | None = None) -> torch.Tensor:
-    height, width = _render_size(reference)
-    images = render_glyphs(DIGITS, split, n, height, width, _seed(generator))
-    return _resize_gray(torch.from_numpy(images.copy()), reference)
+    return _typed(DIGITS, reference, n, generator, split)
 
 
 def _bezier(control: np.ndarray, steps: int = 32) -> np.ndarray:

@@ -14,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 # The longest any wait in a test may take, in seconds: generous, because the suite runs on busy 2-core machines.
 PATIENCE = 600.0
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium, driven by Playwright (dashboard and report tests)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / "tests" / "artifacts"  # screenshots, to look at
 T = TypeVar("T")
 
 
@@ -50,3 +54,17 @@ def _quiet_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for the tests that import this fixture (dashboard, choosing a model)."""
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from choose_study import NAMES, make_study
-from conftest import PATIENCE
-from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server
+from conftest import ARTIFACTS, PATIENCE
+from test_dashboard import Server
 
 MANY = 24
 
@@ -109,19 +109,6 @@ def server(storage):
     running = Server(create_app(storage, "many", refresh_seconds=30.0))
     yield running
     running.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -20,12 +20,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import PATIENCE, REPO, run_nas
+from conftest import ARTIFACTS, PATIENCE, run_nas
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = REPO / "tests" / "artifacts"
 STUDY = "fm1"
 CONFIG = """
 [study]
@@ -280,19 +276,6 @@ def _digest(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------------------ real browser
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})

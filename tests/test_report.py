@@ -7,7 +7,8 @@ import optuna
 import pytest
 
 from conftest import PATIENCE, run_nas
-from test_dashboard import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, STUDY, build_study, cli
+from conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from test_dashboard import STUDY, build_study, cli
 
 
 @pytest.fixture(scope="module")
