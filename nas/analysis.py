@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
 from .pareto import objective_names
+from .records import Records
 
 ROBUSTNESS_PREFIXES = ("ood.", "adversarial.", "explainability.", "calibration.")
 # Reported by robustness objectives but not robustness: clean accuracy, bookkeeping, fitted settings.
@@ -48,28 +49,29 @@ def ensemble_members(spec: dict[str, Any]) -> int:
     return len(members) if isinstance(members, list) else int(spec.get("ensemble", 1) or 1)
 
 
-def _recipe_flag(name: str) -> Callable[[FrozenTrial], bool | None]:
-    def flag(trial: FrozenTrial) -> bool | None:
-        table = (trial.user_attrs.get("recipe") or {}).get(name)
+def _recipe_flag(name: str) -> Callable[[dict[str, Any]], bool | None]:
+    def flag(view: dict[str, Any]) -> bool | None:
+        table = (view.get("recipe") or {}).get(name)
         return bool(table.get("enabled")) if isinstance(table, dict) else None
     return flag
 
 
-def _spec_value(read: Callable[[dict[str, Any]], bool]) -> Callable[[FrozenTrial], bool | None]:
-    def flag(trial: FrozenTrial) -> bool | None:
-        spec = trial.user_attrs.get("spec")
+def _spec_value(read: Callable[[dict[str, Any]], bool]) -> Callable[[dict[str, Any]], bool | None]:
+    def flag(view: dict[str, Any]) -> bool | None:
+        spec = view.get("spec")
         return read(spec) if isinstance(spec, dict) else None
     return flag
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Two groups of trials: ``member(trial)`` is True for group A, False for group B, None for neither."""
+    """Two groups of trials: ``member(view)`` is True for group A, False for group B, None for neither
+    (``view``: the trial's merged record, see ``nas.records``)."""
 
     name: str
     group_a: str
     group_b: str
-    member: Callable[[FrozenTrial], bool | None]
+    member: Callable[[dict[str, Any]], bool | None]
 
 
 COMPARISONS = (
@@ -193,16 +195,16 @@ def param_importances(study: optuna.Study, trials: list[FrozenTrial]) -> tuple[d
 
 
 # ------------------------------------------------------------------------------------------ equal accuracy
-def robustness_metrics(trials: list[FrozenTrial]) -> list[str]:
+def robustness_metrics(views: list[dict[str, Any]]) -> list[str]:
     """Every robustness metric some trial reports, in a stable order."""
     names: set[str] = set()
-    for trial in trials:
-        names.update(trial.user_attrs.get("metrics") or {})
+    for view in views:
+        names.update(view.get("metrics") or {})
     return sorted(name for name in names if name.startswith(ROBUSTNESS_PREFIXES) and name not in NOT_ROBUSTNESS)
 
 
-def validation_accuracy(trial: FrozenTrial, names: list[str]) -> float | None:
-    metrics = trial.user_attrs.get("metrics") or {}
+def validation_accuracy(trial: FrozenTrial, view: dict[str, Any], names: list[str]) -> float | None:
+    metrics = view.get("metrics") or {}
     if "accuracy" in metrics:
         return float(metrics["accuracy"])
     if "accuracy" in names and trial.values is not None:
@@ -248,13 +250,13 @@ def _interval(strata: list[tuple[np.ndarray, np.ndarray]], which: str, seed: int
     return None if math.isnan(low) else (low, high)
 
 
-def compare(trials: list[FrozenTrial], accuracies: list[float], comparison: Comparison, metric: str,
+def compare(views: list[dict[str, Any]], accuracies: list[float], comparison: Comparison, metric: str,
             bin_width: float, min_trials: int, seed: int) -> ComparisonResult:
     """One comparison on one metric, matched on validation-accuracy bins ``bin_width`` points wide."""
     bins: dict[int, tuple[list[float], list[float]]] = {}
-    for trial, accuracy in zip(trials, accuracies):
-        side = comparison.member(trial)
-        value = (trial.user_attrs.get("metrics") or {}).get(metric)
+    for view, accuracy in zip(views, accuracies):
+        side = comparison.member(view)
+        value = (view.get("metrics") or {}).get(metric)
         if side is None or not _finite(value):
             continue
         key = math.floor(accuracy * 100.0 / bin_width + 1e-9)
@@ -300,8 +302,10 @@ def compare(trials: list[FrozenTrial], accuracies: list[float], comparison: Comp
     return row
 
 
-def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, seed: int = 0) -> Analysis:
-    """Importance per objective and the equal-accuracy comparisons of a study's COMPLETE trials.
+def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, seed: int = 0,
+            storage_url: str | None = None, artifacts: str | Path | None = None) -> Analysis:
+    """Importance per objective and the equal-accuracy comparisons of a study's COMPLETE trials (their records
+    found as ``nas.records`` does, from ``storage_url`` and ``artifacts``).
 
     Raises a one-line :class:`UsageError` when the study has no completed trial or no accuracy to bin by.
     """
@@ -316,14 +320,16 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
     result = Analysis(study.study_name, len(trials), bin_width)
     result.importance, result.importance_notes = param_importances(study, trials)
     names = objective_names(study)
-    accuracies = [validation_accuracy(trial, names) for trial in trials]
-    scored = [(t, a) for t, a in zip(trials, accuracies) if a is not None and math.isfinite(a)]
+    records = Records(study, storage_url, artifacts)
+    views = [records(trial) for trial in trials]
+    accuracies = [validation_accuracy(trial, view, names) for trial, view in zip(trials, views)]
+    scored = [(v, a) for v, a in zip(views, accuracies) if a is not None and math.isfinite(a)]
     if not scored:
         raise UsageError(f"study '{study.study_name}': no COMPLETE trial reports a validation 'accuracy' metric "
                          "to bin by; add [objectives.accuracy] to the experiment")
     binned, accuracy_values = [t for t, _ in scored], [a for _, a in scored]
     for index, comparison in enumerate(COMPARISONS):
-        sides = [comparison.member(trial) for trial in binned]
+        sides = [comparison.member(view) for view in binned]
         missing = [group for group, side in ((comparison.group_a, True), (comparison.group_b, False))
                    if side not in sides]
         if missing:  # the study never varied this choice: one note, not one empty row per metric

@@ -105,7 +105,7 @@ def export(study: optuna.Study, trial: int | None = None, pick: str | None = Non
     _check_study(study)
     if (trial is None) == (pick is None):
         raise UsageError("pass exactly one of --trial N or --pick SELECTOR (e.g. --pick 'max:accuracy where feasible')")
-    chosen = get_trial(study, trial) if trial is not None else pick_trial(study, pick)
+    chosen = get_trial(study, trial) if trial is not None else pick_trial(study, pick, storage, artifacts)
     folder = Path(out) if out else Path("exported") / f"{safe_filename(study.study_name)}-t{chosen.number}"
     return export_trial(study, chosen.number, folder, storage_url=storage, artifacts=artifacts, formats=formats,
                         data_dir=data_dir, force=force)

@@ -25,6 +25,7 @@ import objectives
 from ._version import __version__
 from .optuna_compat import non_domination_rank
 from .pareto import is_feasible, objective_names
+from .records import trial_record
 from .requirements import FAIL, INCONCLUSIVE, PASS, metric_direction, requirement_verdict
 
 CARD_VERSION = 2
@@ -346,10 +347,9 @@ def objective_options(name: str, table: dict[str, Any] | None) -> dict[str, Any]
             **{key: value for key, value in (table or {}).items() if key not in ("direction", "class")}}
 
 
-def _objective_rows(trial: optuna.trial.FrozenTrial, optimised: list[str],
-                    config: dict[str, Any]) -> list[dict[str, Any]]:
+def _objective_rows(view: dict[str, Any], optimised: list[str], config: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for name, result in trial.user_attrs.get("objectives", {}).items():
+    for name, result in view.get("objectives", {}).items():
         try:
             cls = objectives.get(name)
             direction, description = cls.direction, cls.description
@@ -423,42 +423,45 @@ def build_card(
     config: dict[str, Any],
     model: torch.nn.Module,
     data: dict[str, Any],
+    view: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The card as a JSON-serialisable dict. ``data`` describes the dataset (name, sizes, class names)."""
-    spec = trial.user_attrs["spec"]
+    """The card as a JSON-serialisable dict. ``data`` describes the dataset (name, sizes, class names);
+    ``view`` is the trial's merged record (``nas.records.trial_record``; read here when not given)."""
+    view = view if view is not None else trial_record(study, trial)
+    spec = view["spec"]
     optimised = objective_names(study)
-    results = trial.user_attrs.get("objectives", {})
+    results = view.get("objectives", {})
     evaluation_seconds = sum(row.get("seconds") or 0.0 for row in results.values())
     trial_seconds = ((trial.datetime_complete - trial.datetime_start).total_seconds()
                      if trial.datetime_complete and trial.datetime_start else None)
-    requirements = requirement_rows(trial.user_attrs.get("requirements", {}), estimates(results))
-    recipe = trial.user_attrs.get("recipe", {})
+    requirements = requirement_rows(view.get("requirements", {}), estimates(results))
+    recipe = view.get("recipe", {})
     card: dict[str, Any] = {
         "card_version": CARD_VERSION,
         "split": "validation",
         "model": {
             "study": study.study_name, "trial": trial.number, "space": spec["space"],
-            "architecture": trial.user_attrs.get("spec_summary", ""), "num_classes": spec["num_classes"],
+            "architecture": view.get("spec_summary", ""), "num_classes": spec["num_classes"],
             "input_shape": spec["input_shape"],
         },
         "requirements": {"feasible": is_feasible(trial), "table": requirements,
                          "met": [row["metric"] for row in requirements if row["verdict"] == PASS],
                          "standards": standards_sentence(requirements)},
         "metrics": metric_rows(results),
-        "objectives": _objective_rows(trial, optimised, config),
+        "objectives": _objective_rows(view, optimised, config),
         "pareto": pareto_rank(study, trial),
         "data": data,
         "training": {"recipe": recipe, "recipe_text": recipe_text(recipe, int(spec.get("ensemble", 1))),
-                     "seed": trial.user_attrs.get("seed"), "history": trial.user_attrs.get("history", [])},
+                     "seed": view.get("seed"), "history": view.get("history", [])},
         "cost": {
             "params": sum(p.numel() for p in model.parameters()),
-            "train_seconds": trial.user_attrs.get("train_seconds"),
+            "train_seconds": view.get("train_seconds"),
             "evaluation_seconds": evaluation_seconds,
             "trial_seconds": trial_seconds,
-            "device": trial.user_attrs.get("device"),
+            "device": view.get("device"),
         },
         "provenance": {
-            "config_hash": trial.user_attrs.get("config_hash"), "robust_nas_version": __version__,
+            "config_hash": view.get("config_hash"), "robust_nas_version": __version__,
             "torch_version": torch.__version__.split("+")[0], "optuna_version": optuna.__version__,
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         },

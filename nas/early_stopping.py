@@ -49,6 +49,9 @@ from .schema import Declaration
 
 PRUNED_REASON = "pruned_reason"  # user attribute: why a trial was stopped early
 RUNG_PREFIX = "rung_"  # user attribute rung_<epoch>: the screen at that epoch and the decision taken
+# User attribute of a COMPLETE trial: its final value of each requirement metric (the full metrics are in its
+# record artifact, see nas.records; these few numbers are what other workers compare against, read cheaply).
+FINAL_METRICS_ATTR = "requirement_values"
 # Objectives whose value does not depend on training: a failing requirement on them fails at the end too.
 STATIC_OBJECTIVES = ("params", "flops")
 # Cheaper settings of the built-in objectives at a rung (on top of ``screen_samples``).
@@ -266,7 +269,7 @@ class EarlyStopping:
                 continue
             others.append(_losses(record["values"], self.directions))
             numbers.append(other.number)
-            final = other.user_attrs.get("metrics") if other.state == optuna.trial.TrialState.COMPLETE else None
+            final = _final_metrics(other)
             for metric, bound in self.requirements.items():
                 if final and metric in final and metric in record.get("metrics", {}):
                     improvements[metric].append(requirement_violation(record["metrics"][metric], bound)
@@ -279,8 +282,9 @@ class EarlyStopping:
         if reason is None and not place.promoted:
             reason = (f"position {place.position + 1} of {place.competitors} trials at this rung (non-domination rank "
                       f"{place.rank}); only the best {place.keep} continue")
-        record = {
-            "epoch": epoch, "values": values, "metrics": metrics,
+        record = {  # a user attribute: only the requirement metrics, which later rungs compare (see nas.records)
+            "epoch": epoch, "values": values,
+            "metrics": {metric: metrics[metric] for metric in self.requirements if metric in metrics},
             "seconds": round(sum(result.seconds for result in results.values()) + time.perf_counter() - started, 4),
             "position": place.position, "competitors": place.competitors, "keep": place.keep, "rank": place.rank,
             "compared_with": sorted(numbers),
@@ -291,6 +295,14 @@ class EarlyStopping:
             reason = f"early stopping after epoch {epoch}: {reason}"
             trial.set_user_attr(PRUNED_REASON, reason)
             raise optuna.TrialPruned(reason)
+
+
+def _final_metrics(trial: optuna.trial.FrozenTrial) -> dict[str, float] | None:
+    """A COMPLETE trial's final requirement metrics (``metrics`` on trials of studies older than records)."""
+    if trial.state != optuna.trial.TrialState.COMPLETE:
+        return None
+    final = trial.user_attrs.get(FINAL_METRICS_ATTR, trial.user_attrs.get("metrics"))
+    return final if isinstance(final, dict) else None
 
 
 def rung_records(trial: optuna.trial.FrozenTrial) -> list[dict[str, Any]]:

@@ -48,7 +48,8 @@ from .errors import UsageError
 from .export_format import EXPORT_FORMAT, EXTRA_FORMATS, FORMAT_VERSION
 from .files import check_folder_path, describe
 from .pareto import is_feasible
-from .storage import default_artifact_dir, is_artifact_id, strip_credentials
+from .records import Records, artifact_folders, trial_record
+from .storage import is_artifact_id, strip_credentials
 from .study import CONFIG_ATTR, stored_config
 
 _PICK = re.compile(r"^\s*(max|min)\s*[:\s]\s*([A-Za-z_][\w.]*)\s*(?:(?:where|,)\s*(feasible))?\s*$", re.IGNORECASE)
@@ -80,14 +81,18 @@ def get_trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
     return trial
 
 
-def pick_trial(study: optuna.Study, selector: str) -> optuna.trial.FrozenTrial:
+def pick_trial(study: optuna.Study, selector: str, storage_url: str | None = None,
+               artifacts: str | Path | None = None) -> optuna.trial.FrozenTrial:
     """Resolve ``"max:METRIC"``/``"min:METRIC"`` (optionally ``" where feasible"``) to a COMPLETE trial.
 
-    ``METRIC`` is an objective or any requirement metric (``accuracy``, ``params``, ``ood.min_auroc``);
+    ``METRIC`` is an objective or any requirement metric (``accuracy``, ``params``, ``ood.min_auroc``), read from
+    the trials' records (``storage_url``/``artifacts`` locate them as for :func:`export_trial`);
     ties go to the earliest trial.
     """
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    metrics = sorted({name for t in complete for name in t.user_attrs.get("metrics", {})})
+    records = Records(study, storage_url, artifacts)
+    measured = {t.number: records(t).get("metrics") or {} for t in complete}
+    metrics = sorted({name for values in measured.values() for name in values})
     match = _PICK.match(selector or "")
     if not match:
         raise UsageError(
@@ -100,27 +105,17 @@ def pick_trial(study: optuna.Study, selector: str) -> optuna.trial.FrozenTrial:
     if metric not in metrics:
         raise UsageError(f"--pick: unknown metric '{metric}' in study '{study.study_name}'; "
                          f"allowed: {', '.join(metrics)}")
-    candidates = [t for t in complete
-                  if metric in t.user_attrs.get("metrics", {}) and (is_feasible(t) or not feasible_only)]
+    candidates = [t for t in complete if metric in measured[t.number] and (is_feasible(t) or not feasible_only)]
     if not candidates:
         raise UsageError(
             f"--pick: no COMPLETE trial of study '{study.study_name}' meets every requirement; "
             "drop 'where feasible' or relax the requirements"
         )
     sign = 1.0 if goal == "max" else -1.0
-    return max(candidates, key=lambda t: (sign * t.user_attrs["metrics"][metric], -t.number))
+    return max(candidates, key=lambda t: (sign * measured[t.number][metric], -t.number))
 
 
 # ---------------------------------------------------------------------------------------------- weights
-def _artifact_dirs(study: optuna.Study, storage_url: str | None, artifacts: str | Path | None) -> list[Path]:
-    if artifacts:
-        return [Path(artifacts)]
-    candidates = [Path(study.user_attrs["artifacts"])] if study.user_attrs.get("artifacts") else []
-    if storage_url:
-        candidates.append(default_artifact_dir(storage_url))
-    return list(dict.fromkeys(candidates))
-
-
 def read_weights(
     study: optuna.Study, trial: optuna.trial.FrozenTrial, storage_url: str | None = None,
     artifacts: str | Path | None = None,
@@ -133,7 +128,7 @@ def read_weights(
     if not is_artifact_id(artifact_id):
         raise UsageError(f"trial {trial.number}: stored weights artifact id {artifact_id!r} is not an artifact id "
                          "(it would name a path outside the artifact folder); the study's storage was altered")
-    folders = _artifact_dirs(study, storage_url, artifacts)
+    folders = [Path(folder) for folder in artifact_folders(study, storage_url, artifacts)]
     existing = [folder for folder in folders if folder.is_dir()]
     if not existing:
         raise UsageError(
@@ -332,7 +327,8 @@ def export_trial(
     formats = _check_formats(formats)
     _check_output(out_dir, force)
     trial = get_trial(study, trial_number)
-    spec = trial.user_attrs.get("spec")
+    view = trial_record(study, trial, storage_url, artifacts)
+    spec = view.get("spec")
     if not isinstance(spec, dict):
         raise UsageError(f"trial {trial.number} has no architecture spec (it was not run by 'nas search')")
     try:
@@ -348,7 +344,7 @@ def export_trial(
     stored = study.user_attrs.get(CONFIG_ATTR) or {}
     config = stored_config(study, strip_credentials(storage_url or stored.get("study", {}).get("storage", "")))
     data = _dataset_info(config, data_dir)
-    validation_metrics = trial.user_attrs.get("metrics", {})
+    validation_metrics = view.get("metrics", {})
     temperature = fitted_temperature(validation_metrics)
     try:
         source = codegen.generate(spec, class_names=data.get("class_names"),
@@ -380,7 +376,7 @@ def export_trial(
                                    f"please report this spec: {json.dumps(spec)}")
         for name in formats:
             _write_format(name, exported, example, staging)
-        card = build_card(study, trial, config, model, data)
+        card = build_card(study, trial, config, model, data, view)
         write_card(card, staging)
         preprocessing = {
             "input_shape": spec["input_shape"], "num_classes": spec["num_classes"], "normalize": spec.get("normalize"),
@@ -390,11 +386,11 @@ def export_trial(
         manifest = {
             "format": EXPORT_FORMAT, "format_version": FORMAT_VERSION, "robust_nas_version": __version__,
             "study": study.study_name, "trial": trial.number,
-            "spec": spec, "spec_summary": search_spaces.summary(spec), "recipe": trial.user_attrs.get("recipe", {}),
+            "spec": spec, "spec_summary": search_spaces.summary(spec), "recipe": view.get("recipe", {}),
             "seed": trial.user_attrs.get("seed"), "config_hash": trial.user_attrs.get("config_hash"),
             "preprocessing": preprocessing,
             "validation_metrics": validation_metrics,
-            "validation_objectives": trial.user_attrs.get("objectives", {}),
+            "validation_objectives": view.get("objectives", {}),
             "calibration": {"temperature": temperature},
             "feasible": is_feasible(trial),
             "weights": {"file": "weights.safetensors", "sha256": hashlib.sha256(blob).hexdigest()},

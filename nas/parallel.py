@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from .errors import UsageError
 from .paths import safe_filename
+from .records import LAST_EPOCH_ATTR
 from .storage import fail_trials_of_dead_workers, heartbeat_enabled
 from .worker import STORAGE_ENV, sigterm_as_interrupt
 
@@ -107,12 +108,12 @@ class _Progress:
             if trial.state.is_finished() and trial.number not in self.seen:
                 self.seen.add(trial.number)
                 self.progress(self.study, trial)
-            elif trial.state == TrialState.RUNNING and trial.user_attrs.get("history"):
+            elif trial.state == TrialState.RUNNING and isinstance(trial.user_attrs.get(LAST_EPOCH_ATTR), dict):
                 running.append(trial)
         if running and hasattr(self.progress, "on_epoch"):
             latest = max(running, key=lambda t: t.number)  # the newest running trial, as one line
-            self.progress.on_epoch(latest.number, latest.user_attrs["history"][-1],
-                                   int(latest.user_attrs["recipe"]["epochs"]))
+            epoch = latest.user_attrs[LAST_EPOCH_ATTR]
+            self.progress.on_epoch(latest.number, epoch, int(epoch["epochs"]))
 
 
 def run_local_workers(study: optuna.Study, config: dict[str, Any], workers: int, progress: Any, console: Any,

@@ -150,24 +150,26 @@ def _recommendation(snap: Snapshot) -> str:
 def _front_section(page: _Page, snap: Snapshot, trials: list[Any]) -> None:
     from .dashboard import choose, figures
     for trial in trials:
-        attrs = trial.user_attrs
+        attrs = snap.record(trial)
         feasible = snap.feasible(trial)
         verdict = ('<span class="badge good">meets every requirement</span>' if feasible
                    else '<span class="badge bad">fails a requirement</span>')
         page.add(f'<div class="card" id="trial-{trial.number}">'
                  f'<h2>Trial {trial.number}: {html.escape(attrs.get("spec_summary", ""))}</h2>{verdict}'
-                 f'<span class="badge">{html.escape(choose.recipe_family(trial))}</span>')
+                 f'<span class="badge">{html.escape(choose.recipe_family(attrs))}</span>')
         page.add(_architecture(attrs.get("spec") or {}))
-        page.add(f'<p><b>Training recipe:</b> {html.escape(choose.recipe_words(trial))}</p>')
+        page.add(f'<p><b>Training recipe:</b> {html.escape(choose.recipe_words(attrs))}</p>')
         headline, rest = metric_columns(snap, [trial])
         column = f"trial {trial.number}"
+        if attrs.get("record_problem"):
+            page.add(f'<p class="error">{html.escape(attrs["record_problem"])}</p>')
         page.add('<div class="grid"><div><h3>Measured on the validation split</h3>'
-                 + _table(metric_table([trial], headline), ["metric", column])
+                 + _table(metric_table(snap, [trial], headline), ["metric", column])
                  + "<details><summary>every other metric</summary>"
-                 + _table(metric_table([trial], rest), ["metric", column]) + "</details></div>"
-                 "<div><h3>Requirements</h3>" + _table(requirement_table(trial)) + "</div></div>")
+                 + _table(metric_table(snap, [trial], rest), ["metric", column]) + "</details></div>"
+                 "<div><h3>Requirements</h3>" + _table(requirement_table(attrs)) + "</div></div>")
         if attrs.get("history"):
-            page.figure(figures.learning_curve_figure([trial]))
+            page.figure(figures.learning_curve_figure(snap, [trial]))
         details, problem = load_details(snap, trial)
         if problem:
             page.add(f'<p class="error">{html.escape(problem)}</p>')

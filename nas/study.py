@@ -30,9 +30,11 @@ import search_spaces
 from . import config as config_module
 from . import data as data_module
 from . import samplers
-from .early_stopping import EarlyStopping
+from .early_stopping import FINAL_METRICS_ATTR, EarlyStopping
 from .errors import UsageError
+from .card import recipe_text
 from .recipe import sample_recipe
+from .records import LAST_EPOCH_ATTR, RECORD_ATTR, write_record
 from .requirements import requirement_metrics, requirement_violation
 from .robust_training import make_batch_loss
 from .storage import (FAIL_REASON, HEARTBEAT_SECONDS, TrialStranded, default_artifact_dir, fail_trials_of_dead_workers,
@@ -137,9 +139,11 @@ class Experiment:
     def run_trial(self, trial: optuna.Trial) -> tuple[float, ...]:
         """Train and score one trial; a failure is recorded as its ``fail_reason``, except a lost database
         connection, which is not the trial's fault (the trial is retried, see :func:`run_search`)."""
+        record: dict[str, Any] = {}  # filled as the trial goes; stored as its record artifact when it ends
         try:
-            return self._run_trial(trial)
+            return self._run_trial(trial, record)
         except optuna.TrialPruned:
+            self._keep_partial_record(trial, record)
             raise  # stopped early: PRUNED, with its own reason
         except Exception as error:
             if is_connection_error(error):
@@ -148,60 +152,76 @@ class Experiment:
             if isinstance(error, TrainingDiverged):
                 reason = str(error)
             trial.set_user_attr(FAIL_REASON, reason)
+            self._keep_partial_record(trial, record)
             raise
 
-    def _run_trial(self, trial: optuna.Trial) -> tuple[float, ...]:
+    def _run_trial(self, trial: optuna.Trial, record: dict[str, Any]) -> tuple[float, ...]:
         config = self.config
         seed = int(config["study"]["seed"]) + trial.number
         space = search_spaces.get(config["space"]["name"])
         ranges = {k: v for k, v in config["space"].items() if k != "name"}
         spec = {**space.sample(trial, ranges), **self.dataset.preprocessing()}
         recipe = sample_recipe(trial, config["training"])
-        trial.set_user_attr("spec", spec)
+        history: list[dict[str, float]] = []
+        record.update(spec=spec, recipe=recipe, history=history)
+        # Small scalar attributes only (what a plain Optuna client shows); the rest goes into the record.
         trial.set_user_attr("spec_summary", search_spaces.summary(spec))
-        trial.set_user_attr("recipe", recipe)
+        trial.set_user_attr("recipe_summary", recipe_text(recipe, int(spec.get("ensemble", 1))))
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("config_hash", config_module.fingerprint(config))
         trial.set_user_attr("device", str(self.device))
 
         torch.manual_seed(seed)
         model = search_spaces.build(spec)
-        history: list[dict[str, float]] = []
         stopper = EarlyStopping.from_config(config)
         seed_of_study = int(config["study"]["seed"])
 
-        def on_epoch(record: dict[str, float]) -> None:
-            history.append(record)
-            trial.set_user_attr("history", history)
+        def on_epoch(epoch: dict[str, float]) -> None:
+            history.append(epoch)
+            # live progress, a few rounded numbers; the whole curve goes into the record
+            trial.set_user_attr(LAST_EPOCH_ATTR, {**{k: round(v, 4) for k, v in epoch.items()},
+                                                  "epochs": int(recipe["epochs"])})
             if self.epoch_listener is not None:
-                self.epoch_listener(trial.number, record, int(recipe["epochs"]))
-            if stopper is not None and stopper.is_rung(int(record["epoch"]), int(recipe["epochs"])):
+                self.epoch_listener(trial.number, epoch, int(recipe["epochs"]))
+            if stopper is not None and stopper.is_rung(int(epoch["epoch"]), int(recipe["epochs"])):
                 # cheap screens at a rung; raises optuna.TrialPruned when the trial should stop (see early_stopping)
                 results = stopper.screen(model, self.context(seed_of_study, recipe), self.evaluated_objectives())
-                stopper.decide(trial, int(record["epoch"]), results, flatten_metrics(results))
+                stopper.decide(trial, int(epoch["epoch"]), results, flatten_metrics(results))
 
         trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch,
                         batch_loss=self.batch_loss(recipe))
         trial.set_user_attr("train_seconds", trained.seconds)
-        trial.set_user_attr("outlier_families_seen", recipe.get("outlier_families_seen", []))
+        record["outlier_families_seen"] = recipe.get("outlier_families_seen", [])
 
         # The study seed, not the trial seed: every trial is scored on the same validation subsets.
         context = self.context(int(config["study"]["seed"]), recipe)
         results = self.score(model, context)
         metrics = flatten_metrics(results)
-        trial.set_user_attr("objectives", {name: result.to_json() for name, result in results.items()})
-        trial.set_user_attr("metrics", metrics)
         requirement_table = check_requirements(metrics, config["requirements"])
-        trial.set_user_attr("requirements", requirement_table)
+        record.update(objectives={name: result.to_json() for name, result in results.items()}, metrics=metrics,
+                      requirements=requirement_table)
         trial.set_user_attr("feasible", all(row["pass"] for row in requirement_table.values()))
+        # What early stopping compares across workers: a few numbers, readable without the record.
+        trial.set_user_attr(FINAL_METRICS_ATTR, {m: metrics[m] for m in config["requirements"] if m in metrics})
         for metric, bound in config["requirements"].items():
             trial.set_constraint(metric, requirement_violation(metrics.get(metric), bound))
-        self._store_artifacts(trial, model, results)
+        self._store_artifacts(trial, model, results, record)
         values = tuple(results[name].value for name in self.objective_names)
         for name, value in zip(self.objective_names, values):
             if not math.isfinite(value):
                 raise ValueError(f"objective '{name}' returned {value}")
         return values
+
+    def _keep_partial_record(self, trial: optuna.Trial, record: dict[str, Any]) -> None:
+        """A stopped or failed trial keeps what it got to (spec, recipe, learning curve) as its record.
+        Best effort: the trial's own failure is what gets reported, not a second one here."""
+        if not record or RECORD_ATTR in trial.user_attrs:
+            return
+        try:
+            write_record(trial, open_artifact_store(self.artifact_dir), record)
+        except Exception as error:  # e.g. the artifact store is what failed the trial
+            if is_connection_error(error):
+                raise
 
     def batch_loss(self, recipe: dict[str, Any]):
         """The per-batch training loss for this recipe: adversarial training and outlier exposure
@@ -209,12 +229,12 @@ class Experiment:
         return make_batch_loss(recipe, self.dataset.data_range)
 
     def _store_artifacts(self, trial: optuna.Trial, model: torch.nn.Module,
-                         results: dict[str, objectives.ObjectiveResult]) -> None:
+                         results: dict[str, objectives.ObjectiveResult], record: dict[str, Any]) -> None:
         store = open_artifact_store(self.artifact_dir)
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / "weights.safetensors"
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, str(weights), metadata={"spec": json.dumps(trial.user_attrs["spec"])})
+            save_file(state, str(weights), metadata={"spec": json.dumps(record["spec"])})
             artifact = upload_artifact(artifact_store=store, file_path=str(weights), study_or_trial=trial)
             trial.set_user_attr("weights_artifact", artifact)
             details = {name: result.details for name, result in results.items() if result.details}
@@ -223,6 +243,7 @@ class Experiment:
                 path.write_text(json.dumps(details, default=_json_default))
                 artifact = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
                 trial.set_user_attr("details_artifact", artifact)
+        write_record(trial, store, record)
 
 
 def _json_default(value: Any) -> Any:

@@ -16,7 +16,8 @@ def run_analyze(args: argparse.Namespace) -> int:
     from ..storage import load_study
 
     study = load_study(args.storage, args.study_name)
-    found = analyze(study, bin_width=args.bin_width, min_trials=args.min_trials, seed=args.seed)
+    found = analyze(study, bin_width=args.bin_width, min_trials=args.min_trials, seed=args.seed,
+                    storage_url=args.storage)
     if args.json:
         print(json.dumps(found.to_json(), indent=2))
     else:

@@ -23,7 +23,8 @@ def run_export_command(args: argparse.Namespace) -> int:
         raise UsageError("pass exactly one of --trial N or --pick SELECTOR (e.g. --pick 'max:accuracy where feasible')")
     _check_formats(args.format or ())
     study = load_study(args.storage, args.study_name)
-    trial = get_trial(study, args.trial) if args.trial is not None else pick_trial(study, args.pick)
+    trial = (get_trial(study, args.trial) if args.trial is not None
+             else pick_trial(study, args.pick, args.storage, args.artifacts))
     out_dir = Path(args.out) if args.out else Path("exported") / f"{safe_filename(study.study_name)}-t{trial.number}"
     folder = export_trial(study, trial.number, out_dir, storage_url=args.storage, artifacts=args.artifacts,
                           formats=args.format or (), data_dir=args.data_dir, force=args.force)

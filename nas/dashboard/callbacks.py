@@ -49,9 +49,11 @@ def _badges(snap: Snapshot, trial: FrozenTrial) -> html.Div:
 
 def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
     """Drill-down of one trial: spec, recipe, curves, objectives, robustness details, requirements."""
-    attrs = trial.user_attrs
+    attrs = snap.record(trial)
     spec = attrs.get("spec") or {}
     header: list[Any] = [_badges(snap, trial), html.P(attrs.get("spec_summary", ""), className="hint")]
+    if attrs.get("record_problem"):
+        header.append(html.P(attrs["record_problem"], className="error"))
     if trial.state == TrialState.FAIL:
         header.append(html.P(f"Failed: {attrs.get('fail_reason', 'no reason recorded')}", className="error"))
     elif trial.state == TrialState.RUNNING:
@@ -59,19 +61,20 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
     body: list[Any] = [card(f"Trial {trial.number}", *header)]
     recipe = [{"setting": k, "value": v} for k, v in (attrs.get("recipe") or {}).items()]
     body.append(html.Div([
-        card("Architecture", architecture(spec) if spec else html.P("not sampled yet", className="hint"),
+        card("Architecture", architecture(spec) if spec else html.P(
+                 "stored when the trial ends" if attrs.get("spec_summary") else "not sampled yet", className="hint"),
              html.H2("Training recipe", style={"marginTop": "14px"}),
-             html.P(f"{choose.recipe_family(trial)}: {choose.recipe_words(trial)}", className="hint"),
+             html.P(f"{choose.recipe_family(attrs)}: {choose.recipe_words(attrs)}", className="hint"),
              html.Details([html.Summary("every recipe setting"), table(recipe)])),
         html.Div([
-            card("Objectives", table(objective_table(trial), ["objective", "value", "seconds"]),
+            card("Objectives", table(objective_table(attrs), ["objective", "value", "seconds"]),
                  html.Details([html.Summary("every measured metric (95% intervals in brackets)"),
-                               table(metric_table([trial], list(attrs.get("metrics") or {})))]),
+                               table(metric_table(snap, [trial], list(attrs.get("metrics") or {})))]),
                  hint=f"trained in {format_value(attrs.get('train_seconds'))} s on {attrs.get('device', '?')}"),
-            card("Requirements", table(requirement_table(trial)), id="requirements"),
+            card("Requirements", table(requirement_table(attrs)), id="requirements"),
         ], className="side"),
     ], className="grid"))
-    body.append(card("Learning curve", _graph("learning-graph", figures.learning_curve_figure([trial]))))
+    body.append(card("Learning curve", _graph("learning-graph", figures.learning_curve_figure(snap, [trial]))))
     details, problem = load_details(snap, trial)
     if problem:
         body.append(card("Robustness details", html.P(problem, className="error")))
@@ -110,10 +113,10 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
         return [card("Compare", html.P("Pick two to four completed trials above.", className="hint"))]
     headline, rest = metric_columns(snap, trials)
     rows = [{"metric": "spec", **{f"trial {t.number}": t.user_attrs.get("spec_summary", "") for t in trials}},
-            {"metric": "recipe", **{f"trial {t.number}": choose.recipe_words(t) for t in trials}},
+            {"metric": "recipe", **{f"trial {t.number}": choose.recipe_words(snap.record(t)) for t in trials}},
             {"metric": "feasible", **{f"trial {t.number}": snap.feasible(t) for t in trials}},
-            *metric_table(trials, headline)]
-    specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(t.user_attrs.get("spec") or {})],
+            *metric_table(snap, trials, headline)]
+    specs = html.Div([html.Div([html.B(f"trial {t.number}"), architecture(snap.record(t).get("spec") or {})],
                                style={"marginBottom": "8px"})
                       for t in trials])
     curves = []
@@ -123,9 +126,9 @@ def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:
     body = [
         card("Objectives", _graph("compare-graph", figures.compare_figure(snap, trials))),
         card("Metrics side by side", table(rows),
-             html.Details([html.Summary("every other measured metric"), table(metric_table(trials, rest))])),
+             html.Details([html.Summary("every other measured metric"), table(metric_table(snap, trials, rest))])),
         card("Architectures", specs),
-        card("Learning curves", _graph("compare-learning-graph", figures.learning_curve_figure(trials))),
+        card("Learning curves", _graph("compare-learning-graph", figures.learning_curve_figure(snap, trials))),
     ]
     if any(adv.get("eps_curve") for _, adv in curves):
         body.append(card("Accuracy under attack", _graph("compare-eps-graph", figures.eps_figure(curves))))

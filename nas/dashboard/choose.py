@@ -27,36 +27,40 @@ PICK_RULE = ("Suggested pick: among the front models that meet every requirement
              "then the lower trial number), a balanced model with no weak objective. It is only a suggestion.")
 
 
-def recipe_family(trial: FrozenTrial) -> str:
-    """``plain``, ``adversarial training``, ``outlier exposure`` or both, from the trial's recipe."""
-    recipe = trial.user_attrs.get("recipe") or {}
+def recipe_family(view: dict[str, Any]) -> str:
+    """``plain``, ``adversarial training``, ``outlier exposure`` or both, from a trial's recipe.
+
+    ``view`` is the trial's merged record (``Snapshot.record``), as for the helpers below."""
+    recipe = view.get("recipe") or {}
     adversarial = bool((recipe.get("adversarial") or {}).get("enabled"))
     outliers = bool((recipe.get("outlier_exposure") or {}).get("enabled"))
     return {(False, False): PLAIN, (True, False): ADVERSARIAL, (False, True): OUTLIERS, (True, True): BOTH}[
         (adversarial, outliers)]
 
 
-def ensemble_size(trial: FrozenTrial) -> int:
-    spec = trial.user_attrs.get("spec") or {}
+def ensemble_size(view: dict[str, Any]) -> int:
+    spec = view.get("spec") or {}
     size = spec.get("ensemble", 1) if isinstance(spec, dict) else 1
     return size if isinstance(size, int) and size > 0 else 1
 
 
-def recipe_words(trial: FrozenTrial) -> str:
+def recipe_words(view: dict[str, Any]) -> str:
     """The recipe in words (``nas.card.recipe_text``), ensemble size included."""
-    recipe = trial.user_attrs.get("recipe")
-    return recipe_text(recipe, ensemble_size(trial)) if isinstance(recipe, dict) else "not recorded"
+    recipe = view.get("recipe")
+    if isinstance(recipe, dict):
+        return recipe_text(recipe, ensemble_size(view))
+    return str(view.get("recipe_summary") or "not recorded")
 
 
-def parameter_count(trial: FrozenTrial) -> float | None:
+def parameter_count(view: dict[str, Any]) -> float | None:
     """The model's parameter count when the study measured it (the ``params`` objective)."""
-    value = (trial.user_attrs.get("metrics") or {}).get("params")
+    value = (view.get("metrics") or {}).get("params")
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def requirement_result(trial: FrozenTrial) -> str:
+def requirement_result(view: dict[str, Any]) -> str:
     """``PASS``, ``FAIL: accuracy, ood`` or ``none`` (no requirement) for the table's requirement column."""
-    rows = trial.user_attrs.get("requirements") or {}
+    rows = view.get("requirements") or {}
     if not rows:
         return "none"
     failing = [metric for metric, row in rows.items() if row.get("pass") is False]
@@ -73,12 +77,13 @@ def table_rows(snap: Snapshot) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"id": trial.number, "trial": trial.number,
                                "front": "yes" if trial.number in snap.front else "no"}
         row.update({name: _rounded(value) for name, value in zip(snap.names, trial.values)})
-        row["requirements"] = requirement_result(trial)
-        row["family"] = recipe_family(trial)
-        row["recipe"] = recipe_words(trial)
-        row["architecture"] = trial.user_attrs.get("spec_summary", "")
+        view = snap.record(trial)
+        row["requirements"] = requirement_result(view)
+        row["family"] = recipe_family(view)
+        row["recipe"] = recipe_words(view)
+        row["architecture"] = view.get("spec_summary", "")
         if "params" not in snap.names:
-            row["params"] = parameter_count(trial)
+            row["params"] = parameter_count(view)
         rows.append(row)
     return rows
 
@@ -126,7 +131,8 @@ def recommendation(snap: Snapshot) -> dict[str, Any]:
     best = max(feasible, key=lambda t: (min(scores[t.number]), sum(scores[t.number]), -t.number))
     weakest = min(range(len(snap.names)), key=lambda i: scores[best.number][i])
     result.update(pick=best.number, worst=min(scores[best.number]))
-    result["why"] = (f"trial {best.number}: {best.user_attrs.get('spec_summary', '')}, {recipe_words(best)}; "
+    result["why"] = (f"trial {best.number}: {best.user_attrs.get('spec_summary', '')}, "
+                     f"{recipe_words(snap.record(best))}; "
                      f"its weakest objective is {snap.names[weakest]} "
                      f"({scores[best.number][weakest]:.2f} on the 0..1 scale of the front)")
     return result

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
 from . import choose
+from ..records import LAST_EPOCH_ATTR
 from .source import Snapshot, format_value
 
 TEMPLATE = "plotly_white"
@@ -51,7 +52,8 @@ def axis_options(snap: Snapshot) -> list[str]:
     """Objectives first, then every other numeric metric the completed trials report (e.g. ``ood.min_auroc``)."""
     extra: set[str] = set()
     for trial in snap.completed:
-        extra.update(k for k, v in (trial.user_attrs.get("metrics") or {}).items() if isinstance(v, (int, float)))
+        metrics = snap.record(trial).get("metrics") or {}
+        extra.update(k for k, v in metrics.items() if isinstance(v, (int, float)))
     return list(snap.names) + sorted(extra - set(snap.names))
 
 
@@ -62,23 +64,24 @@ def axis_label(snap: Snapshot, key: str) -> str:
 def axis_value(snap: Snapshot, trial: FrozenTrial, key: str) -> float | None:
     if key in snap.names and trial.values:
         return trial.values[snap.names.index(key)]
-    value = (trial.user_attrs.get("metrics") or {}).get(key)
+    value = (snap.record(trial).get("metrics") or {}).get(key)
     return float(value) if isinstance(value, (int, float)) else None
 
 
 def _hover(snap: Snapshot, trial: FrozenTrial) -> str:
     """Hover text: the trial's standing, architecture, recipe in words and every objective."""
-    lines = [f"<b>trial {trial.number}</b> · {choose.recipe_family(trial)}",
-             "architecture: " + trial.user_attrs.get("spec_summary", ""),
-             "recipe: " + _wrap(choose.recipe_words(trial))]
-    params = choose.parameter_count(trial)
+    view = snap.record(trial)
+    lines = [f"<b>trial {trial.number}</b> · {choose.recipe_family(view)}",
+             "architecture: " + view.get("spec_summary", ""),
+             "recipe: " + _wrap(choose.recipe_words(view))]
+    params = choose.parameter_count(view)
     if params is not None and "params" not in snap.names:
         lines.append(f"parameters: {format_value(params)}")
-    results = trial.user_attrs.get("objectives") or {}
+    results = view.get("objectives") or {}
     for name, value in zip(snap.names, trial.values or ()):
         skipped = " (skipped)" if results.get(name, {}).get("skipped") else ""
         lines.append(f"{name}: {format_value(value)}{skipped}")
-    failing = [m for m, row in (trial.user_attrs.get("requirements") or {}).items() if row.get("pass") is False]
+    failing = [m for m, row in (view.get("requirements") or {}).items() if row.get("pass") is False]
     lines.append("fails " + ", ".join(failing) if failing
                  else ("meets every requirement" if snap.feasible(trial) else "infeasible"))
     return "<br>".join(lines)
@@ -114,9 +117,9 @@ def _padded_range(values: list[float | None], log: bool) -> list[float] | None:
     return [low - pad, high + pad]
 
 
-def _sizes(trials: list[FrozenTrial], base: float) -> list[float]:
+def _sizes(snap: Snapshot, trials: list[FrozenTrial], base: float) -> list[float]:
     """Marker size grows with the square root of the parameter count (area ~ parameters), within 0.7..1.6 × base."""
-    counts = [choose.parameter_count(t) for t in trials]
+    counts = [choose.parameter_count(snap.record(t)) for t in trials]
     known = [c for c in counts if c]
     if not known or min(known) == max(known):
         return [base] * len(trials)
@@ -142,7 +145,7 @@ def pareto_figure(snap: Snapshot, x: str, y: str, z: str | None = None,
     figure = go.Figure()
     trace = go.Scatter3d if z else go.Scatter
     for family, color in FAMILY_COLORS.items():
-        members = [t for t in shown if choose.recipe_family(t) == family]
+        members = [t for t in shown if choose.recipe_family(snap.record(t)) == family]
         if not members:
             continue
         coords = {axis: [axis_value(snap, t, k) for t in members] for axis, k in keys}
@@ -150,7 +153,7 @@ def pareto_figure(snap: Snapshot, x: str, y: str, z: str | None = None,
         symbols = [SYMBOLS[kind] for kind in kinds]
         if z:  # WebGL: an open square stands in for the cross, which 3-D scenes draw as a font glyph
             symbols = ["square-open" if s == "x" else s for s in symbols]
-        marker: dict[str, Any] = {"color": color, "symbol": symbols, "size": _sizes(members, 8 if z else 14),
+        marker: dict[str, Any] = {"color": color, "symbol": symbols, "size": _sizes(snap, members, 8 if z else 14),
                                   "line": {"width": 1, "color": "white" if not z else color}}
         if not z:
             marker["opacity"] = [1.0 if kind.startswith("front") else 0.55 for kind in kinds]
@@ -272,7 +275,7 @@ def parallel_figure(snap: Snapshot, highlight: Iterable[int] | None = None,
         legend = "black: shortlisted in the table, grey: filtered out"
     else:
         families = list(FAMILY_COLORS)
-        line = {"color": [families.index(choose.recipe_family(t)) for t in trials], "cmin": 0, "cmax": 3,
+        line = {"color": [families.index(choose.recipe_family(snap.record(t))) for t in trials], "cmin": 0, "cmax": 3,
                 "colorscale": [[i / 3, FAMILY_COLORS[f]] for i, f in enumerate(families)]}
         legend = "colour: training recipe as in the explorer"
     figure = go.Figure(go.Parcoords(dimensions=dimensions, line=line, labelangle=-20, labelside="top"))
@@ -329,17 +332,20 @@ def hypervolume_figure(snap: Snapshot) -> tuple[go.Figure, str]:
 
 
 # ------------------------------------------------------------------------------------ trial details
-def learning_curve_figure(trials: list[FrozenTrial]) -> go.Figure:
+def learning_curve_figure(snap: Snapshot, trials: list[FrozenTrial]) -> go.Figure:
     """Per epoch: the training loss as optimised, the validation cross-entropy and the validation accuracy,
     each on its own axis. The training loss sums the ensemble members' losses and adds the adversarial and
     outlier-exposure terms, so on a shared axis with validation cross-entropy a robust model would look under-fit."""
-    if not any(t.user_attrs.get("history") for t in trials):
-        return message_figure("no epoch finished yet")
+    views = [snap.record(t) for t in trials]
+    if not any(view.get("history") for view in views):
+        return message_figure("no epoch finished yet" if not any(v.get(LAST_EPOCH_ATTR) for v in views) else
+                              "the learning curve is stored when the trial ends (latest epoch: "
+                              + ", ".join(_latest(v) for v in views if v.get(LAST_EPOCH_ATTR)) + ")")
     figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
                            subplot_titles=("training loss as optimised*", "validation cross-entropy",
                                            "validation accuracy"))
-    for index, trial in enumerate(trials):
-        history = trial.user_attrs.get("history") or []
+    for index, (trial, view) in enumerate(zip(trials, views)):
+        history = view.get("history") or []
         color = PALETTE[index % len(PALETTE)]
         epochs = [row["epoch"] for row in history]
         label = f"trial {trial.number}"
@@ -348,8 +354,8 @@ def learning_curve_figure(trials: list[FrozenTrial]) -> go.Figure:
             figure.add_trace(go.Scatter(x=epochs, y=[r.get(key) for r in history], name=f"{label} {name}",
                                         line={"color": color}, mode="lines+markers", legendgroup=label,
                                         showlegend=col == 1), row=1, col=col)
-    members = sorted({choose.ensemble_size(t) for t in trials})
-    robust = sorted({choose.recipe_family(t) for t in trials} - {choose.PLAIN})
+    members = sorted({choose.ensemble_size(view) for view in views})
+    robust = sorted({choose.recipe_family(view) for view in views} - {choose.PLAIN})
     parts = (["summed over " + "/".join(map(str, members)) + " ensemble members"] if members != [1] else []) + (
         ["includes the " + " and ".join(robust) + " loss terms"] if robust else [])
     note = ("* " + "; ".join(parts) + ": not on the validation scale" if parts
@@ -360,6 +366,12 @@ def learning_curve_figure(trials: list[FrozenTrial]) -> go.Figure:
     figure.update_layout(template=TEMPLATE, height=340, margin={"l": 50, "r": 20, "t": 40, "b": 80},
                          showlegend=len(trials) > 1)
     return figure
+
+
+def _latest(view: dict[str, Any]) -> str:
+    last = view[LAST_EPOCH_ATTR]
+    return (f"epoch {last.get('epoch')} of {last.get('epochs', '?')}, "
+            f"validation accuracy {format_value(last.get('val_accuracy'))}")
 
 
 def _centers(edges: list[float]) -> list[float]:

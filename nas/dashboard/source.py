@@ -7,21 +7,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import threading
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-from optuna.artifacts import download_artifact
 from optuna.trial import FrozenTrial, TrialState
 
 from ..card import estimates, fmt, fmt_interval, fmt_value
 from ..pareto import front_trials, is_feasible, objective_names
-from ..storage import default_artifact_dir, is_artifact_id, open_artifact_store, open_existing_storage, study_names
+from ..records import LAST_EPOCH_ATTR, RecordError, Records, read_json_artifact
+from ..storage import is_artifact_id, open_existing_storage, study_names
 
 ARROWS = {"maximize": "↑", "minimize": "↓"}
 
@@ -41,7 +38,8 @@ class Snapshot:
     trials: list[FrozenTrial]
     front: frozenset[int]
     front_feasible: bool
-    artifact_location: str | None
+    records: Records
+    _views: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def take(cls, study: optuna.Study, storage_url: str) -> "Snapshot":
@@ -56,8 +54,24 @@ class Snapshot:
             trials=trials,
             front=frozenset(t.number for t in front if t.number in completed),
             front_feasible=feasible,
-            artifact_location=_artifact_location(study, storage_url),
+            records=Records(study, storage_url),
         )
+
+    @property
+    def artifact_location(self) -> str | None:
+        return self.records.locations[0] if self.records.locations else None
+
+    def record(self, trial: FrozenTrial) -> dict[str, Any]:
+        """The trial's merged view (``nas.records``); a record that cannot be read leaves the small attributes
+        and says why under ``record_problem`` (a line on the page, not a crash)."""
+        view = self._views.get(trial.number)
+        if view is None:
+            try:
+                view = self.records(trial)
+            except RecordError as error:
+                view = {**trial.user_attrs, "record_problem": str(error)}
+            self._views[trial.number] = view
+        return view
 
     @property
     def study_name(self) -> str:
@@ -87,7 +101,7 @@ class Snapshot:
 
     def signature(self) -> str:
         """Changes whenever a trial is added, changes state or logs another epoch (drives the live refresh)."""
-        parts = [(t.number, t.state.name, len(t.user_attrs.get("history", ()))) for t in self.trials]
+        parts = [(t.number, t.state.name, _epoch(t)) for t in self.trials]
         return hashlib.sha1(json.dumps([self.study_name, parts]).encode()).hexdigest()[:16]
 
     def label(self, index: int) -> str:
@@ -129,16 +143,12 @@ class Snapshot:
         return [pick[d](t.values[i] for t in trials) for i, d in enumerate(self.directions)]
 
 
-def _artifact_location(study: optuna.Study, storage_url: str) -> str | None:
-    """The study's artifact store: ``s3://...`` as recorded, or its folder if that exists here
-    (else the default folder beside the storage file)."""
-    recorded = study.user_attrs.get("artifacts")
-    if isinstance(recorded, str) and recorded.startswith("s3:"):
-        return recorded
-    for candidate in (recorded, default_artifact_dir(storage_url)):
-        if candidate and Path(candidate).is_dir():
-            return str(Path(candidate).resolve())
-    return None
+def _epoch(trial: FrozenTrial) -> int:
+    """The trial's latest epoch: ``last_epoch`` while it trains, its learning curve's length in older studies."""
+    last = trial.user_attrs.get(LAST_EPOCH_ATTR)
+    if isinstance(last, dict) and isinstance(last.get("epoch"), int):
+        return last["epoch"]
+    return len(trial.user_attrs.get("history", ()))
 
 
 class StudySource:
@@ -209,23 +219,13 @@ def load_details(snap: Snapshot, trial: FrozenTrial) -> tuple[dict[str, Any], st
         return {}, (f"artifact folder '{snap.study.user_attrs.get('artifacts', '?')}' not found; "
                     "start the dashboard from the folder where 'nas search' ran")
     try:
-        return _read_details(snap.artifact_location, artifact_id), None
+        details = read_json_artifact(snap.artifact_location, artifact_id)
+        if not isinstance(details, dict):
+            raise ValueError("details.json is not a JSON object")
+        return details, None
     except Exception as error:  # a missing file, an S3 client error, no boto3: a line on the page, not a crash
         return {}, (f"details artifact {artifact_id} could not be read "
                     f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})")
-
-
-@lru_cache(maxsize=256)
-def _read_details(location: str, artifact_id: str) -> dict[str, Any]:
-    """Artifacts never change once written, so a read is cached by id (errors are not cached)."""
-    store = open_artifact_store(location)  # an existing folder or s3://: nothing is created
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "details.json"
-        download_artifact(artifact_store=store, file_path=str(path), artifact_id=artifact_id)
-        details = json.loads(path.read_text())
-    if not isinstance(details, dict):
-        raise ValueError("details.json is not a JSON object")
-    return details
 
 
 # --------------------------------------------------------------------------------- plain-data views
@@ -238,25 +238,28 @@ HEADLINE_METRICS = ("ood.min_auroc", "ood.max_fpr95", "adversarial.clean_accurac
 def metric_columns(snap: Snapshot, trials: list[FrozenTrial]) -> tuple[list[str], list[str]]:
     """``(headline, rest)`` metric names over ``trials``: objectives, requirement metrics and the headline
     robustness metrics first, every other measured metric after."""
-    measured = {m for t in trials for m in (t.user_attrs.get("metrics") or {})}
-    requirements = [m for t in trials for m in (t.user_attrs.get("requirements") or {})]
+    views = [snap.record(t) for t in trials]
+    measured = {m for view in views for m in (view.get("metrics") or {})}
+    requirements = [m for view in views for m in (view.get("requirements") or {})]
     headline = [m for m in dict.fromkeys([*snap.names, *requirements, *HEADLINE_METRICS]) if m in measured]
     return headline, sorted(measured - set(headline))
 
 
-def with_interval(trial: FrozenTrial, metric: str, value: Any = None) -> Any:
+def with_interval(view: dict[str, Any], metric: str, value: Any = None) -> Any:
     """``0.853 [0.82, 0.88]``: a measured number with its 95% interval (and the digits the interval supports)
-    when the objective reported one; other values as they are. A bare number would read as exact."""
-    value = (trial.user_attrs.get("metrics") or {}).get(metric) if value is None else value
-    interval = estimates(trial.user_attrs.get("objectives") or {}).get(metric, {}).get("interval")
+    when the objective reported one; other values as they are. A bare number would read as exact.
+    ``view`` is the trial's merged record (:meth:`Snapshot.record`), as for the tables below."""
+    value = (view.get("metrics") or {}).get(metric) if value is None else value
+    interval = estimates(view.get("objectives") or {}).get(metric, {}).get("interval")
     if interval is None or not isinstance(value, (int, float)) or isinstance(value, bool):
         return value
     return f"{fmt_value(value, interval)} {fmt_interval(interval)}"
 
 
-def metric_table(trials: list[FrozenTrial], metrics: list[str]) -> list[dict[str, Any]]:
+def metric_table(snap: Snapshot, trials: list[FrozenTrial], metrics: list[str]) -> list[dict[str, Any]]:
     """One row per metric, one column per trial (``trial N``), each value with its 95% interval."""
-    return [{"metric": m, **{f"trial {t.number}": with_interval(t, m) for t in trials}} for m in metrics]
+    views = {t.number: snap.record(t) for t in trials}
+    return [{"metric": m, **{f"trial {n}": with_interval(view, m) for n, view in views.items()}} for m in metrics]
 
 
 def trial_row(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
@@ -269,27 +272,27 @@ def trial_row(snap: Snapshot, trial: FrozenTrial) -> dict[str, Any]:
     return row
 
 
-def objective_table(trial: FrozenTrial) -> list[dict[str, Any]]:
+def objective_table(view: dict[str, Any]) -> list[dict[str, Any]]:
     """Each evaluated objective: value, seconds spent, and whether it was skipped (staged evaluation)."""
     rows = []
-    for name, result in (trial.user_attrs.get("objectives") or {}).items():
+    for name, result in (view.get("objectives") or {}).items():
         rows.append({
             "objective": name,
             "value": ("skipped (a requirement already failed)" if result.get("skipped")
-                      else format_value(with_interval(trial, name, result.get("value")))),
+                      else format_value(with_interval(view, name, result.get("value")))),
             "seconds": format_value(result.get("seconds")),
         })
     return rows
 
 
-def requirement_table(trial: FrozenTrial) -> list[dict[str, Any]]:
+def requirement_table(view: dict[str, Any]) -> list[dict[str, Any]]:
     """Each requirement: bound, measured value and PASS / FAIL / not evaluated."""
     rows = []
-    for metric, row in (trial.user_attrs.get("requirements") or {}).items():
+    for metric, row in (view.get("requirements") or {}).items():
         bound = " and ".join(f"{'≥' if side == 'min' else '≤'} {format_value(row[side])}"
                              for side in ("min", "max") if side in row)
         verdict = {True: "PASS", False: "FAIL", None: "not evaluated"}[row.get("pass")]
-        value = format_value(with_interval(trial, metric, row.get("value")))
+        value = format_value(with_interval(view, metric, row.get("value")))
         rows.append({"requirement": metric, "bound": bound, "value": value, "result": verdict})
     return rows
 
