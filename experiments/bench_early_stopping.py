@@ -66,7 +66,7 @@ def events(trials: list[optuna.trial.FrozenTrial], start: Any) -> list[tuple[flo
     finished = sorted((t for t in trials if t.datetime_complete), key=lambda t: t.datetime_complete)
     out, epochs = [], 0
     for trial in finished:
-        epochs += len(trial.user_attrs.get("history", []))
+        epochs += int((trial.user_attrs.get("last_epoch") or {}).get("epoch", 0))  # the epochs it trained
         out.append(((trial.datetime_complete - start).total_seconds(), epochs,
                     trial if trial.state == TrialState.COMPLETE else None))
     return out

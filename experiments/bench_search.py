@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 from _publish import publish  # noqa: E402
 from nas.optuna_compat import hypervolume  # noqa: E402
+from nas.records import Records  # noqa: E402
 
 CONFIG = """
 [study]
@@ -122,13 +123,15 @@ def trajectory(study: optuna.Study) -> dict[str, Any]:
     trials = sorted((t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.datetime_complete),
                     key=lambda t: t.datetime_complete)
     start = min(t.datetime_start for t in trials)
+    records = Records(study)
     rows, epochs = [], 0
     for trial in trials:
-        epochs += len(trial.user_attrs.get("history") or [])
+        record = records(trial)
+        epochs += len(record.get("history") or [])
         overhead = None
         if trial.state == TrialState.COMPLETE:
             total = (trial.datetime_complete - trial.datetime_start).total_seconds()
-            evaluation = sum(o.get("seconds", 0.0) for o in (trial.user_attrs.get("objectives") or {}).values())
+            evaluation = sum(o.get("seconds", 0.0) for o in (record.get("objectives") or {}).values())
             overhead = total - float(trial.user_attrs.get("train_seconds", 0.0)) - evaluation
         rows.append({"losses": losses(trial.values) if trial.state == TrialState.COMPLETE else None,
                      "seconds": (trial.datetime_complete - start).total_seconds(), "epochs": epochs,

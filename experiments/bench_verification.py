@@ -40,6 +40,7 @@ import search_spaces  # noqa: E402
 from nas import api  # noqa: E402
 from nas.card import estimates, fmt_interval, fmt_value, recipe_text  # noqa: E402
 from nas.export import read_weights, state_dict_from_bytes  # noqa: E402
+from nas.records import trial_record  # noqa: E402
 from nas.storage import load_study  # noqa: E402
 from nas.study import Experiment, stored_config  # noqa: E402
 
@@ -96,13 +97,14 @@ def front_rows(study: optuna.Study, storage: str, folder: Path, limit: int) -> t
         wall, cpu = time.perf_counter() - start_wall, cpu_seconds() - start_cpu
         walls.append(wall)
         report = result.report
-        found = estimates(trial.user_attrs.get("objectives") or {})
+        record = trial_record(study, trial, storage)
+        found = estimates(record.get("objectives") or {})
         search_pgd = found.get("adversarial.pgd_accuracy", {})
-        ensemble = int((trial.user_attrs.get("spec") or {}).get("ensemble", 1))
+        ensemble = int((record.get("spec") or {}).get("ensemble", 1))
         test = {name: estimate(result.test.get(name), result.intervals.get(name))
                 for name in ("adversarial.pgd_accuracy", "adversarial.strong_accuracy")}
         lines.append(
-            f"| {trial.number} | {recipe_text(trial.user_attrs.get('recipe') or {}, ensemble)} "
+            f"| {trial.number} | {recipe_text(record.get('recipe') or {}, ensemble)} "
             f"| {shift(report, 'accuracy')} | {estimate(search_pgd.get('value'), search_pgd.get('interval'))} "
             f"| {test['adversarial.pgd_accuracy']} | {test['adversarial.strong_accuracy']} "
             f"| {shift(report, 'ood.min_auroc')} | {', '.join(result.gaps) or 'none'} | {wall:.0f} / {cpu:.0f} |")
@@ -131,17 +133,20 @@ def screen_vs_strong(study: optuna.Study, storage: str, samples: int) -> tuple[l
     values: dict[str, list[float]] = {name: [] for name in screens}
     seconds = dict.fromkeys(screens, 0.0)
     strong = []
+    records = {trial.number: trial_record(study, trial, storage)
+               for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])}
     trials = [trial for trial in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-              if "adversarial.pgd_accuracy" in (trial.user_attrs.get("metrics") or {})]  # not skipped by staging
+              if "adversarial.pgd_accuracy" in (records[trial.number].get("metrics") or {})]  # not skipped
     for trial in trials:
-        model = search_spaces.build(trial.user_attrs["spec"])
+        record = records[trial.number]
+        model = search_spaces.build(record["spec"])
         model.load_state_dict(state_dict_from_bytes(read_weights(study, trial, storage), "weights"))
         model.to(experiment.device)
         for name, screen in screens.items():
-            result = screen.evaluate(model, experiment.context(seed, trial.user_attrs.get("recipe")))
+            result = screen.evaluate(model, experiment.context(seed, record.get("recipe")))
             values[name].append(result.metrics["pgd_accuracy"])
             seconds[name] += result.seconds
-        result = judge.evaluate(model, experiment.context(seed, trial.user_attrs.get("recipe"), split="test"))
+        result = judge.evaluate(model, experiment.context(seed, record.get("recipe"), split="test"))
         strong.append(result.metrics["strong_accuracy"])
     lines = [f"Search screens (validation) against the strong attack (test, {samples} samples) over {len(trials)} "
              f"COMPLETE trials; mean strong robust accuracy {sum(strong) / max(len(strong), 1):.3f}:", "",

@@ -29,9 +29,9 @@ COLUMNS = ("trial", "architecture", "recipe", "accuracy", "ood (min AUROC)", "ad
            "confidence on uniform noise")
 
 
-def short_recipe(trial: Any) -> str:
+def short_recipe(record: dict[str, Any]) -> str:
     """``plain``, ``FGSM eps 0.10``, ``outlier exposure`` or ``FGSM eps 0.10 + outlier exposure``."""
-    recipe = trial.user_attrs.get("recipe") or {}
+    recipe = record.get("recipe") or {}
     parts = []
     adversarial = recipe.get("adversarial") or {}
     if adversarial.get("enabled"):
@@ -50,14 +50,17 @@ def front_lines(storage: str, study_name: str) -> list[str]:
     import optuna
 
     from nas.pareto import front_trials
+    from nas.records import Records
 
     study = optuna.load_study(study_name=study_name, storage=storage)
     front, _ = front_trials(study)
+    records = Records(study, storage)
     rows = []
-    for trial in sorted(front, key=lambda t: -(t.user_attrs.get("metrics") or {}).get("accuracy", 0.0)):
-        metrics = trial.user_attrs.get("metrics") or {}
+    for trial in sorted(front, key=lambda t: -(records(t).get("metrics") or {}).get("accuracy", 0.0)):
+        record = records(trial)
+        metrics = record.get("metrics") or {}
         uniform = metrics.get("ood.confidence_uniform")
-        rows.append([str(trial.number), trial.user_attrs.get("spec_summary", ""), short_recipe(trial),
+        rows.append([str(trial.number), record.get("spec_summary", ""), short_recipe(record),
                      _number(metrics.get("accuracy"), 3), _number(metrics.get("ood"), 2),
                      _number(metrics.get("adversarial"), 2), _number(uniform, 2)])
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]

@@ -327,6 +327,7 @@ def export_trial(
     formats = _check_formats(formats)
     _check_output(out_dir, force)
     trial = get_trial(study, trial_number)
+    blob = read_weights(study, trial, storage_url, artifacts)  # first: a missing artifact folder is named as such
     view = trial_record(study, trial, storage_url, artifacts)
     spec = view.get("spec")
     if not isinstance(spec, dict):
@@ -337,7 +338,6 @@ def export_trial(
         raise UsageError(f"trial {trial.number}: this version cannot build its spec ({error}); "
                          "export it with the version that ran the search") from None
     where = f"weights of trial {trial.number}"
-    blob = read_weights(study, trial, storage_url, artifacts)
     load_state(model, state_dict_from_bytes(blob, where), where)
     model.eval()
 

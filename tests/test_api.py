@@ -29,6 +29,7 @@ from nas.commands.search import OVERRIDES
 from nas.config import DATA_FIELDS, STUDY_FIELDS
 from nas.errors import UsageError
 from nas.export import pick_trial
+from nas.records import trial_record
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_TOML = """\
@@ -131,7 +132,7 @@ def test_verify_returns_per_metric_values_and_the_verdict(searched, tmp_path):
     folder = nas.export(study, trial=0, out=tmp_path / "export")
     stored = nas.verify(folder)
     assert stored.passed and stored.failed == [] and set(stored.test) >= {"accuracy", "params"}
-    assert stored.validation["accuracy"] == study.trials[0].user_attrs["metrics"]["accuracy"]
+    assert stored.validation["accuracy"] == trial_record(study, study.trials[0])["metrics"]["accuracy"]
     assert stored.report["passed"] is True and stored.report["split"] == "test"
     impossible = nas.verify(folder, {"accuracy": {"min": 1.5}})  # a table replaces the stored requirements
     assert not impossible.passed and impossible.failed == ["accuracy"]

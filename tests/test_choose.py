@@ -35,7 +35,7 @@ def test_table_rows_name_the_recipe_and_the_requirement_result(snaps):
     rows = choose.table_rows(snap)
     assert [r["trial"] for r in rows] == [t.number for t in snap.completed]
     for row, trial in zip(rows, snap.completed):
-        adversarial = trial.user_attrs["recipe"]["adversarial"]["enabled"]
+        adversarial = snap.record(trial)["recipe"]["adversarial"]["enabled"]
         assert ("adversarial training" in row["family"]) == adversarial
         assert ("adversarial training" in row["recipe"]) == adversarial  # nas.card.recipe_text's words
         assert row["requirements"] == ("PASS" if trial.user_attrs["feasible"] else "FAIL: accuracy")
@@ -172,7 +172,7 @@ def test_table_sorts_filters_and_highlights_the_rows_left(page, snaps):
     assert sorted(ringed) == expected
     page.screenshot(path=str(ARTIFACTS / "choose-filtered.png"), full_page=True)
 
-    plain = [n for n in expected if choose.recipe_family(snap.trial(n)) == choose.PLAIN]
+    plain = [n for n in expected if choose.recipe_family(snap.record(snap.trial(n))) == choose.PLAIN]
     assert plain and len(plain) < len(expected), "the recipe filter must remove some rows and keep others"
     page.click("#family-filter input[value='plain']")  # the recipe filter narrows the same shortlist
     page.wait_for_function(f"""() => document.querySelectorAll(
@@ -186,7 +186,7 @@ def test_hover_names_the_recipe_and_the_legend_lists_the_recipes_present(page, s
     snap = snaps["many"]
     names = page.evaluate("() => document.querySelector('#pareto-graph .js-plotly-plot').data"
                           ".filter(t => t.legendgroup == 'recipe').map(t => t.name)")
-    present = {choose.recipe_family(t) for t in snap.completed}
+    present = {choose.recipe_family(snap.record(t)) for t in snap.completed}
     assert {n.rsplit(" (", 1)[0] for n in names} == present
     legend = " ".join(page.locator("#pareto-graph .legend .legendtext").all_text_contents())
     for family in present:
@@ -208,7 +208,7 @@ def test_hover_names_the_recipe_and_the_legend_lists_the_recipes_present(page, s
     page.mouse.move(box["x"], box["y"])
     page.wait_for_selector("#pareto-graph .hoverlayer .hovertext", timeout=30_000)
     hover = " ".join(page.locator("#pareto-graph .hoverlayer text").all_text_contents())
-    assert f"trial {front.number}" in hover and choose.recipe_family(front) in hover and "recipe:" in hover
+    assert f"trial {front.number}" in hover and choose.recipe_family(snap.record(front)) in hover and "recipe:" in hover
     labels = page.locator("#pareto-graph .scatterlayer .textpoint").all_text_contents()
     assert f"#{front.number}" in labels  # front points are labelled with their trial number
     page.screenshot(path=str(ARTIFACTS / "choose-hover.png"))
@@ -252,7 +252,7 @@ def test_report_table_sorts_links_and_shows_why(snaps, browser, tmp_path):
     for trial in snap.completed:
         if trial.number in snap.front:
             assert f'href="#trial-{trial.number}"' in text and f'id="trial-{trial.number}"' in text
-    assert choose.recipe_words(snap.completed[0]) in text
+    assert choose.recipe_words(snap.record(snap.completed[0])) in text
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(PATIENCE * 1000)
     errors: list[str] = []

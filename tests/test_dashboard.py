@@ -21,6 +21,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import ARTIFACTS, PATIENCE, run_nas
+from nas.records import trial_record
 
 STUDY = "fm1"
 CONFIG = """
@@ -75,16 +76,15 @@ def build_study(folder: Path) -> dict:
     # Trials added by hand: no heartbeat, so the RUNNING one stays RUNNING.
     study = optuna.load_study(study_name=STUDY, storage=open_storage(storage, heartbeat_interval=None))
     searched = study.get_trials(states=(TrialState.COMPLETE,))
-    spec = searched[0].user_attrs["spec"]
+    spec = trial_record(study, searched[0])["spec"]
     failed = study.ask()
     failed.set_user_attr("spec", spec)
     failed.set_user_attr("fail_reason", "TrainingDiverged: loss became nan at epoch 1")
     study.tell(failed, state=TrialState.FAIL)
-    running = study.ask()
-    running.set_user_attr("spec", spec)
+    running = study.ask()  # as a training trial looks: small attributes, its record comes when it ends
     running.set_user_attr("spec_summary", searched[0].user_attrs["spec_summary"])
-    running.set_user_attr("history", [{"epoch": 1, "train_loss": 2.0, "val_loss": 1.9, "val_accuracy": 0.4,
-                                       "seconds": 0.1}])
+    running.set_user_attr("last_epoch", {"epoch": 1, "epochs": 3, "train_loss": 2.0, "val_loss": 1.9,
+                                         "val_accuracy": 0.4, "seconds": 0.1})
     create_or_load({**config, "study": {**config["study"], "name": "empty"}}, resume=False)
     infeasible = [t.number for t in searched if not t.user_attrs["feasible"]]
     scored = [t.number for t in searched if t.user_attrs["feasible"]]
@@ -167,6 +167,7 @@ def test_drill_down_route_on_every_kind_of_trial_and_hostile_values(server, buil
     assert "TrainingDiverged: loss became nan" in _drill_down(server, built["failed"])
     running = _drill_down(server, built["running"])
     assert "Still running" in running and "learning-graph" in running and "ood-graph" not in running
+    assert "epoch 1 of 3" in running  # the live epoch, until the learning curve is stored with the record
     infeasible = _drill_down(server, built["infeasible"])  # staged evaluation skipped the expensive objectives
     assert ("FAIL" in infeasible and "skipped (a requirement already failed)" in infeasible
             and "ood-graph" not in infeasible)

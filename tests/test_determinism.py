@@ -4,6 +4,7 @@ from __future__ import annotations
 import optuna
 
 from nas import config as config_module
+from nas.records import trial_record
 from nas.study import Experiment, create_or_load, run_search
 from conftest import EXPERIMENTS
 
@@ -15,14 +16,16 @@ def _run(tmp_path, name):
     config["study"]["artifacts"] = str(tmp_path / f"{name}-artifacts")
     study = create_or_load(config, resume=False)
     run_search(study, Experiment.from_config(config), 2)
-    return study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    return study, study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
 
 
 def test_same_seed_same_specs_and_metrics(tmp_path):
-    first, second = _run(tmp_path, "a"), _run(tmp_path, "b")
-    assert [t.user_attrs["spec"] for t in first] == [t.user_attrs["spec"] for t in second]
-    assert [t.user_attrs["recipe"] for t in first] == [t.user_attrs["recipe"] for t in second]
+    (study_a, first), (study_b, second) = _run(tmp_path, "a"), _run(tmp_path, "b")
+    first_records = [trial_record(study_a, t) for t in first]
+    second_records = [trial_record(study_b, t) for t in second]
+    assert [r["spec"] for r in first_records] == [r["spec"] for r in second_records]
+    assert [r["recipe"] for r in first_records] == [r["recipe"] for r in second_records]
     assert [t.values for t in first] == [t.values for t in second]
-    assert [[h["val_loss"] for h in t.user_attrs["history"]] for t in first] == [
-        [h["val_loss"] for h in t.user_attrs["history"]] for t in second
+    assert [[h["val_loss"] for h in r["history"]] for r in first_records] == [
+        [h["val_loss"] for h in r["history"]] for r in second_records
     ]

@@ -22,6 +22,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import PATIENCE, run_nas, wait_for
+from nas.records import trial_record
 
 PASSWORD = "s3cret-Pw-91"
 CONFIG = """
@@ -194,16 +195,17 @@ def assert_exact(study: optuna.Study, n_trials: int) -> list[optuna.trial.Frozen
     assert len(complete) == n_trials, [(t.number, t.state.name) for t in trials]
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for trial in complete:
+        record = trial_record(study, trial)
         for key in ("spec", "recipe", "objectives", "metrics", "weights_artifact", "worker"):
-            assert key in trial.user_attrs, (trial.number, key)
-        assert set(trial.user_attrs["objectives"]) == {"accuracy", "params"}
+            assert key in record, (trial.number, key)
+        assert set(record["objectives"]) == {"accuracy", "params"}
         assert len(trial.values) == 2
     assert len({t.user_attrs["weights_artifact"] for t in complete}) == n_trials
     assert len({t.user_attrs["seed"] for t in complete}) == n_trials
     # A trial stood down only because the target was already covered: never one that trained.
     for trial in trials:
         if trial.state == TrialState.PRUNED:
-            assert trial.user_attrs.get("surplus") and "history" not in trial.user_attrs
+            assert trial.user_attrs.get("surplus") and "last_epoch" not in trial.user_attrs
     return complete
 
 
@@ -245,7 +247,7 @@ def test_four_workers_reach_exactly_n_complete_trials(postgres, tmp_path):
 def _running_trial_of(url: str, name: str, pid: int, min_epochs: int = 1) -> optuna.trial.FrozenTrial | None:
     for trial in load(url, name).get_trials(states=(TrialState.RUNNING,)):
         if (trial.user_attrs.get("worker", "").endswith(f":{pid}")
-                and len(trial.user_attrs.get("history", [])) >= min_epochs):
+                and trial.user_attrs.get("last_epoch", {}).get("epoch", 0) >= min_epochs):
             return trial
     return None
 

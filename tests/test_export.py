@@ -25,6 +25,7 @@ from nas.card import pareto_rank, row_names
 from nas.cli import main
 from nas.errors import UsageError
 from nas.export import export_trial, load_model_source, pick_trial, read_weights
+from nas.records import trial_record
 from nas.storage import load_study
 from nas.study import Experiment, create_or_load, run_search
 
@@ -131,15 +132,16 @@ def test_exported_model_reproduces_the_scored_model_in_an_isolated_process(runs,
     assert result.returncode == 0, result.stderr
     exported_logits = load_file(str(tmp_path / "logits.safetensors"))["logits"]
 
-    reference = search_spaces.build(trial.user_attrs["spec"])
+    record = trial_record(study, trial)
+    reference = search_spaces.build(record["spec"])
     reference.load_state_dict(load_file(str(folder / "weights.safetensors")), strict=True)
-    stored = search_spaces.build(trial.user_attrs["spec"])
+    stored = search_spaces.build(record["spec"])
     stored.load_state_dict(load_bytes(read_weights(study, trial)), strict=True)  # straight from the artifact store
     with torch.no_grad():
         torch.testing.assert_close(exported_logits, stored.eval()(dataset.val_x), atol=1e-6, rtol=0)
         torch.testing.assert_close(exported_logits, reference.eval()(dataset.val_x), atol=1e-6, rtol=0)
     accuracy = (exported_logits.argmax(1) == dataset.val_y).float().mean().item()
-    assert accuracy == pytest.approx(trial.user_attrs["metrics"]["accuracy"], abs=1e-6)  # the model the trial scored
+    assert accuracy == pytest.approx(record["metrics"]["accuracy"], abs=1e-6)  # the model the trial scored
 
 
 @pytest.mark.parametrize("name", list(SPACES))
@@ -159,11 +161,12 @@ def test_generated_source_compiles_and_imports_only_torch(runs, capsys, tmp_path
     assert sorted(p.name for p in folder.iterdir()) == ["card.json", "card.md", "model.py", "spec.json",
                                                          "weights.safetensors"]
     manifest = json.loads((folder / "spec.json").read_text())
-    trial = load_study(storage, name).trials[0]
-    assert manifest["spec"] == trial.user_attrs["spec"] and manifest["recipe"] == trial.user_attrs["recipe"]
-    assert manifest["seed"] == trial.user_attrs["seed"] and manifest["config_hash"] == trial.user_attrs["config_hash"]
+    study = load_study(storage, name)
+    record = trial_record(study, study.trials[0])
+    assert manifest["spec"] == record["spec"] and manifest["recipe"] == record["recipe"]
+    assert manifest["seed"] == record["seed"] and manifest["config_hash"] == record["config_hash"]
     assert manifest["preprocessing"]["class_names"] == ["top", "bottom", "left", "right"]
-    assert manifest["preprocessing"]["normalize"] == trial.user_attrs["spec"]["normalize"]
+    assert manifest["preprocessing"]["normalize"] == record["spec"]["normalize"]
     assert "***" in manifest["experiment"]["study"]["storage"] or "@" not in manifest["experiment"]["study"]["storage"]
 
 
@@ -301,12 +304,14 @@ def test_requirements_become_constraints_in_storage_and_the_printed_front(runs, 
     monkeypatch.setenv("COLUMNS", "200")
     study = load_study(storage, "mixed")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    feasible = {t.number for t in complete if t.user_attrs["metrics"]["params"] <= PARAMS_CAP}
+    records = {t.number: trial_record(study, t) for t in complete}
+    feasible = {t.number for t in complete if records[t.number]["metrics"]["params"] <= PARAMS_CAP}
     assert feasible and feasible != {t.number for t in complete}, "the cap should split the trials"
     for trial in complete:
-        assert trial.constraints["params"] == pytest.approx(trial.user_attrs["metrics"]["params"] - PARAMS_CAP)
+        record = records[trial.number]
+        assert trial.constraints["params"] == pytest.approx(record["metrics"]["params"] - PARAMS_CAP)
         assert trial.user_attrs["feasible"] is (trial.number in feasible)
-        assert trial.user_attrs["requirements"]["params"]["pass"] is (trial.number in feasible)
+        assert record["requirements"]["params"]["pass"] is (trial.number in feasible)
     code, stdout, _ = cli(capsys, "status", "--storage", storage, "--study-name", "mixed")
     printed = _front_rows(stdout)
     assert code == 0 and printed and set(printed) <= feasible and set(printed.values()) == {"yes"}
@@ -327,6 +332,7 @@ def test_card_reports_requirements_rank_and_plain_summary(runs, capsys, tmp_path
     infeasible = next(t for t in complete if not t.user_attrs["feasible"])
     feasible = next(t for t in complete if t.user_attrs["feasible"])
     for trial in (feasible, infeasible):
+        metrics = trial_record(study, trial)["metrics"]
         folder = _export(capsys, storage, "mixed", tmp_path / f"t{trial.number}", "--trial", str(trial.number))
         card = json.loads((folder / "card.json").read_text())
         markdown = (folder / "card.md").read_text()
@@ -334,13 +340,13 @@ def test_card_reports_requirements_rank_and_plain_summary(runs, capsys, tmp_path
         assert row["metric"] == "params" and row["max"] == PARAMS_CAP and row["interval"] is None  # an exact count
         assert (row["verdict"] == "pass") is trial.user_attrs["feasible"]
         rows = {name: r for r in card["metrics"] for name in row_names(r)}
-        assert rows["params"]["value"] == trial.user_attrs["metrics"]["params"]
+        assert rows["params"]["value"] == metrics["params"]
         # staged evaluation: once the cheap params requirement fails, accuracy is skipped and the card says so
         assert rows["accuracy"]["skipped"] is not trial.user_attrs["feasible"]
-        assert rows["accuracy"]["value"] == trial.user_attrs["metrics"].get("accuracy")
+        assert rows["accuracy"]["value"] == metrics.get("accuracy")
         assert card["pareto"]["n_complete"] == len(complete)
         assert card["data"]["class_names"] == ["top", "bottom", "left", "right"] and card["data"]["val_size"] > 0
-        assert card["cost"]["params"] == trial.user_attrs["metrics"]["params"] and card["cost"]["train_seconds"] > 0
+        assert card["cost"]["params"] == metrics["params"] and card["cost"]["train_seconds"] > 0
         summary = " ".join(card["summary"])
         assert "test set" in summary and "4 categories" in summary
         if trial is feasible:
@@ -366,17 +372,17 @@ def test_pick_selects_by_metric_and_feasibility(runs):
     root, storage = runs
     study = load_study(storage, "mixed")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    accuracy = {t.number: t.user_attrs["metrics"]["accuracy"] for t in complete
-                if "accuracy" in t.user_attrs["metrics"]}
+    metrics = {t.number: trial_record(study, t)["metrics"] for t in complete}
+    accuracy = {n: m["accuracy"] for n, m in metrics.items() if "accuracy" in m}
     top = max(accuracy.values())
     assert pick_trial(study, "max:accuracy").number == min(n for n, a in accuracy.items() if a == top)
     assert pick_trial(study, "max accuracy").number == pick_trial(study, "MAX:accuracy").number
     feasible = [t for t in complete if t.user_attrs["feasible"]]
     chosen = pick_trial(study, "max:params where feasible")
     assert chosen.user_attrs["feasible"]
-    assert chosen.user_attrs["metrics"]["params"] == max(t.user_attrs["metrics"]["params"] for t in feasible)
-    smallest = min(t.user_attrs["metrics"]["params"] for t in complete)
-    assert pick_trial(study, "min:params").user_attrs["metrics"]["params"] == smallest
+    assert metrics[chosen.number]["params"] == max(metrics[t.number]["params"] for t in feasible)
+    smallest = min(m["params"] for m in metrics.values())
+    assert metrics[pick_trial(study, "min:params").number]["params"] == smallest
 
 
 def test_export_api_builds_the_folder_the_dashboard_zips(runs, tmp_path):
@@ -395,7 +401,7 @@ def test_fitted_temperature_travels_with_the_export(copied, capsys, tmp_path):
     """A trial that measured calibration.temperature: spec.json stores it and model.py applies it when asked."""
     study = load_study(copied, "mixed")
     source = next(t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs["feasible"])
-    metrics = {**source.user_attrs["metrics"], "calibration.temperature": 1.5}
+    metrics = {**trial_record(study, source)["metrics"], "calibration.temperature": 1.5}
     study.add_trial(optuna.trial.create_trial(values=source.values, params=source.params,
                                               distributions=source.distributions,
                                               user_attrs={**source.user_attrs, "metrics": metrics}))
@@ -441,8 +447,10 @@ def test_bad_input_trial_not_complete(copied, capsys):
 
 def test_bad_input_spec_this_version_cannot_build(copied, capsys):
     study = load_study(copied, "mixed")
-    spec = {**study.trials[0].user_attrs["spec"], "space": "transformer"}
-    study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0], user_attrs={"spec": spec, "weights_artifact": "x"}))
+    spec = {**trial_record(study, study.trials[0])["spec"], "space": "transformer"}
+    weights = study.trials[0].user_attrs["weights_artifact"]  # readable weights: the spec is what fails
+    study.add_trial(optuna.trial.create_trial(values=[0.5, 100.0],
+                                              user_attrs={"spec": spec, "weights_artifact": weights}))
     number = str(study.trials[-1].number)
     assert_usage_error(capsys, ["export", "--storage", copied, "--study-name", "mixed", "--trial", number],
                        "cannot build its spec", "unknown search space 'transformer'")

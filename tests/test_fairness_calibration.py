@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import objectives
+from nas.records import trial_record
 from nas.cli import main
 from nas.requirements import check_requirements_table
 from nas.storage import load_study
@@ -228,14 +229,15 @@ def test_search_on_an_image_folder_with_groups_reports_worst_group(tmp_path, cap
     root = image_folder(tmp_path)
     code, err = run_cli(capsys, experiment(root, folder_data(root), '"accuracy.worst_group" = { min = 0.0 }\n'))
     assert code == 0, err
-    trial = load_study(f"sqlite:///{root / 'nas.db'}", "groups").trials[0]
-    accuracy = trial.user_attrs["objectives"]["accuracy"]
+    study = load_study(f"sqlite:///{root / 'nas.db'}", "groups")
+    record = trial_record(study, study.trials[0])
+    accuracy = record["objectives"]["accuracy"]
     assert {"worst_group", "group_gap", "worst_class", "class_gap"} <= set(accuracy["metrics"])
     assert accuracy["value"] == accuracy["metrics"]["worst_group"]  # aggregate = "worst_group"
     for metric in ("worst_group", "group_gap"):
         low, high = accuracy["intervals"][metric]
         assert low <= accuracy["metrics"][metric] <= high and accuracy["samples"][metric] > 0
-    assert trial.user_attrs["requirements"]["accuracy.worst_group"]["pass"] is True
+    assert record["requirements"]["accuracy.worst_group"]["pass"] is True
 
 
 def _without_column(text: str) -> str:

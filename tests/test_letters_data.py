@@ -8,6 +8,7 @@ import torch
 
 import objectives
 import search_spaces
+from nas.records import trial_record
 from nas import config as config_module
 from nas import data, training
 from nas.errors import UsageError
@@ -153,5 +154,6 @@ def test_a_search_on_letters_trains_a_dense_network_and_scores_letters_kt(tmp_pa
     run_search(study, Experiment.from_config(config), 1)
     trial = study.trials[0]
     assert trial.state.name == "COMPLETE", trial.user_attrs
-    assert trial.user_attrs["spec"]["connections"] == "dense"
-    assert "ood.auroc_letters_kt" in trial.user_attrs["metrics"], trial.user_attrs["metrics"]
+    record = trial_record(study, trial)
+    assert record["spec"]["connections"] == "dense"
+    assert "ood.auroc_letters_kt" in record["metrics"], record["metrics"]

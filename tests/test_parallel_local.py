@@ -42,7 +42,7 @@ def wait_for_running_trial(workdir: Path, name: str, min_epochs: int = 1) -> opt
         if not journal.exists() or name not in study_names(open_storage(f"journal:{journal}")):
             return None
         trials = journal_study(workdir, name).get_trials(states=(TrialState.RUNNING,))
-        return next((t for t in trials if len(t.user_attrs.get("history", [])) >= min_epochs), None)
+        return next((t for t in trials if t.user_attrs.get("last_epoch", {}).get("epoch", 0) >= min_epochs), None)
 
     return wait_for(running, f"a trial of study '{name}' to train {min_epochs} epoch(s)")
 

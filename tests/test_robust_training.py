@@ -11,6 +11,7 @@ import torch
 
 import objectives
 import search_spaces
+from nas.records import trial_record
 from nas import config as config_module
 from nas import data, training
 from nas.errors import UsageError
@@ -189,13 +190,14 @@ def test_search_writes_every_robustness_objective_on_each_trial(tmp_path, nas_cl
     store = open_artifact_store(Path(study.user_attrs["artifacts"]) if Path(study.user_attrs["artifacts"]).is_absolute()
                                 else tmp_path / study.user_attrs["artifacts"])
     for trial in trials:
-        recorded = trial.user_attrs["objectives"]
+        record = trial_record(study, trial, f"sqlite:///{tmp_path}/runs/smoke-robust.db")
+        recorded = record["objectives"]
         assert set(recorded) == names
         for name in names:
             assert (isinstance(recorded[name]["value"], float) and recorded[name]["seconds"] >= 0
                     and not recorded[name]["skipped"])
         assert trial.values == [recorded[name]["value"] for name in study.user_attrs["objective_names"]]
-        assert trial.user_attrs["outlier_families_seen"] == trial.user_attrs["recipe"]["outlier_families_seen"]
+        assert record["outlier_families_seen"] == record["recipe"]["outlier_families_seen"]
         with store.open_reader(trial.user_attrs["details_artifact"]) as handle:
             details = json.load(handle)
         assert set(details["ood"]["sets"]) == {"uniform", "inverted", "shuffled", "letters"}

@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import EXPERIMENTS
+from nas.records import trial_record
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,12 @@ def test_search_runs_end_to_end_and_fronts_agree(smoke_run):
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(complete) == 3
     for trial in complete:
+        record = trial_record(study, trial, f"sqlite:///{workdir}/runs/smoke.db")
         for key in ("spec", "recipe", "seed", "history", "train_seconds", "objectives", "metrics", "weights_artifact"):
-            assert key in trial.user_attrs, key
-        assert set(trial.user_attrs["objectives"]) >= {"accuracy", "params"}
-        assert all(r["seconds"] >= 0 for r in trial.user_attrs["objectives"].values())
-        assert len(trial.user_attrs["history"]) == trial.user_attrs["recipe"]["epochs"]
+            assert key in record, key
+        assert set(record["objectives"]) >= {"accuracy", "params"}
+        assert all(r["seconds"] >= 0 for r in record["objectives"].values())
+        assert len(record["history"]) == record["recipe"]["epochs"]
     best = sorted(t.number for t in study.best_trials)
     assert best, "a front must exist"
     written = json.loads((workdir / "runs" / "smoke-pareto.json").read_text())

@@ -8,6 +8,7 @@ from torch import nn
 
 import objectives
 from nas import config as config_module
+from nas.records import trial_record
 from nas.study import Experiment, create_or_load, run_search
 
 FAST = {
@@ -48,10 +49,11 @@ def test_requirements_become_constraints_and_staging_skips_expensive_objectives(
     study = _search(tmp_path, **{"requirements.params": {"max": 1}, "study.n_trials": 2})
     for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
         assert trial.constraints["params"] > 0
+        record = trial_record(study, trial)
         assert trial.user_attrs["feasible"] is False
-        assert trial.user_attrs["requirements"]["params"]["pass"] is False
+        assert record["requirements"]["params"]["pass"] is False
         for name in ("flops", "accuracy"):
-            assert trial.user_attrs["objectives"][name]["skipped"] is True
+            assert record["objectives"][name]["skipped"] is True
         assert trial.values == [objectives.get("accuracy").worst_value, objectives.get("flops").worst_value]
     assert study.best_trials == []
 
@@ -60,9 +62,10 @@ def test_feasible_trials_run_every_objective(tmp_path):
     study = _search(tmp_path, **{"requirements.params": {"max": 1e7}, "study.n_trials": 1})
     (trial,) = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert trial.user_attrs["feasible"] is True and trial.constraints["params"] <= 0
-    assert not any(result["skipped"] for result in trial.user_attrs["objectives"].values())
+    record = trial_record(study, trial)
+    assert not any(result["skipped"] for result in record["objectives"].values())
     # params evaluated for the requirement
-    assert set(trial.user_attrs["objectives"]) == {"accuracy", "flops", "params"}
+    assert set(record["objectives"]) == {"accuracy", "flops", "params"}
     assert study.best_trials == [trial]
 
 

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 import search_spaces
 from objectives import ood_sets
+from nas.records import trial_record
 from nas import config as config_module
 from nas import data
 from nas.cli import main
@@ -294,11 +295,12 @@ def test_cifar_shaped_search_scores_every_objective_and_exports_a_matching_model
     study = optuna.load_study(study_name="tv", storage=f"sqlite:///{tmp_path}/nas.db")
     trial = study.trials[0]
     assert trial.state == optuna.trial.TrialState.COMPLETE, trial.user_attrs
-    metrics = trial.user_attrs["metrics"]
+    record = trial_record(study, trial)
+    metrics = record["metrics"]
     for objective in ("accuracy", "ood", "adversarial", "explainability", "calibration"):
         assert metrics[objective] is not None, (objective, metrics)  # a skipped objective has no metrics
     assert any(name.startswith("ood.auroc_") for name in metrics) and "adversarial.pgd_accuracy" in metrics, metrics
-    assert trial.user_attrs["spec"]["input_shape"] == [3, 32, 32]
+    assert record["spec"]["input_shape"] == [3, 32, 32]
 
     out = tmp_path / "export"
     code, err = cli(capsys, tmp_path, "export", "--storage", f"sqlite:///{tmp_path}/nas.db", "--study-name", "tv",
@@ -310,7 +312,7 @@ def test_cifar_shaped_search_scores_every_objective_and_exports_a_matching_model
     exported = module.build()
     weights = load_file(str(out / "weights.safetensors"))
     exported.load_state_dict(weights, strict=True)
-    reference = search_spaces.build(trial.user_attrs["spec"])
+    reference = search_spaces.build(record["spec"])
     reference.load_state_dict(weights, strict=True)
     loaded = data.load(config_module.resolve({"data": data_table})["data"])
     with torch.no_grad():
