@@ -187,3 +187,21 @@ def sample_tables(trial: optuna.Trial, training: dict[str, Any]) -> dict[str, An
     outliers = recipe["outlier_exposure"]
     recipe["outlier_families_seen"] = sorted(outliers["families"]) if outliers["enabled"] else []
     return recipe
+
+
+def recipe_summary(recipe: dict[str, Any]) -> str:
+    """A recipe in a few words for a user attribute, e.g. ``lr 0.005, 3 epochs, FGSM eps 0.14, outlier exposure``:
+    short because Optuna clients show it on one line (``nas.card.recipe_text`` is the full sentence)."""
+    parts = []
+    if isinstance(recipe.get("lr"), (int, float)):
+        parts.append(f"lr {recipe['lr']:.2g}")
+    if "epochs" in recipe:
+        parts.append(f"{recipe['epochs']} epochs")
+    adversarial = recipe.get("adversarial") or {}
+    if adversarial.get("enabled"):
+        attack = "FGSM" if adversarial.get("attack", "fgsm") == "fgsm" else f"PGD-{adversarial.get('steps', '?')}"
+        eps = adversarial.get("eps")
+        parts.append(f"{attack} eps {eps:.2f}" if isinstance(eps, (int, float)) else attack)
+    if (recipe.get("outlier_exposure") or {}).get("enabled"):
+        parts.append("outlier exposure")
+    return ", ".join(parts) or "default"

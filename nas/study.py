@@ -32,8 +32,7 @@ from . import data as data_module
 from . import samplers
 from .early_stopping import FINAL_METRICS_ATTR, EarlyStopping
 from .errors import UsageError
-from .card import recipe_text
-from .recipe import sample_recipe
+from .recipe import recipe_summary, sample_recipe
 from .records import LAST_EPOCH_ATTR, RECORD_ATTR, write_record
 from .requirements import requirement_metrics, requirement_violation
 from .robust_training import make_batch_loss
@@ -166,7 +165,7 @@ class Experiment:
         record.update(spec=spec, recipe=recipe, history=history)
         # Small scalar attributes only (what a plain Optuna client shows); the rest goes into the record.
         trial.set_user_attr("spec_summary", search_spaces.summary(spec))
-        trial.set_user_attr("recipe_summary", recipe_text(recipe, int(spec.get("ensemble", 1))))
+        trial.set_user_attr("recipe_summary", recipe_summary(recipe))
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("config_hash", config_module.fingerprint(config))
         trial.set_user_attr("device", str(self.device))

@@ -49,7 +49,7 @@ def recipe_words(view: dict[str, Any]) -> str:
     recipe = view.get("recipe")
     if isinstance(recipe, dict):
         return recipe_text(recipe, ensemble_size(view))
-    return str(view.get("recipe_summary") or "not recorded")
+    return str(view.get("recipe_summary") or "not recorded")  # a trial still training: its record comes later
 
 
 def parameter_count(view: dict[str, Any]) -> float | None:
