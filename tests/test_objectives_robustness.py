@@ -74,6 +74,11 @@ def test_pgd_is_at_most_fgsm_is_at_most_clean_on_a_plain_model(trained, digits):
     assert m["clean_accuracy"] - m["pgd_accuracy"] > 0.2  # the attack really bites a plain model
     assert m["noise_accuracy"] > m["pgd_accuracy"] + 0.2  # and far more than random noise of the same size
     curve = [point["accuracy"] for point in result.details["eps_curve"]]
+    eps = result.details["eps"]
+    # five points by default, the clean one first, all on the same samples (so the curve starts at clean accuracy)
+    assert [point["eps"] for point in result.details["eps_curve"]] == pytest.approx([0, eps / 2, eps, 1.5 * eps,
+                                                                                     2 * eps])
+    assert curve[0] == m["clean_accuracy"] and curve[2] == m["pgd_accuracy"]
     assert curve == sorted(curve, reverse=True) and curve[-1] < 0.2
     assert 0.0 < result.details["median_min_eps"] < 2 * result.details["eps"]
     assert result.details["masking_flags"] == [] and m["masking_flags"] == 0
