@@ -39,6 +39,15 @@ NOT_ROBUSTNESS = {"adversarial.clean_accuracy", "adversarial.masking_flags", "ca
 POOLING_RULE = ("within-bin group means weighted by n_a*n_b/(n_a+n_b) (Mantel-Haenszel); ratio = weighted mean of "
                 "group A / weighted mean of group B; 95% seeded bootstrap resampling trials within each bin and group")
 FRONT = "pareto front"
+# What the drawings show: each robustness objective's value and the seed paper's own measures (overconfidence on OOD
+# inputs, the smallest eps that flips a prediction); the tables and files keep every metric.
+EQUAL_ACCURACY_HINT = ("The seed paper's question: among models of the same validation accuracy, do ensembles, "
+                       "cardinality > 1, adversarial training or outlier exposure change robustness? Trials are "
+                       "grouped into accuracy bins; each point is the ratio of the two groups' means pooled over "
+                       "bins, with a seeded bootstrap 95% interval. Green: the first group is better on that metric; "
+                       "red: the second; grey: undecided. 'nas analyze' prints every metric and writes CSV/JSON.")
+HEADLINE_METRICS = ("ood.min_auroc", "ood.max_ood_confidence", "adversarial.pgd_accuracy", "adversarial.median_min_eps",
+                    "explainability.deletion", "calibration.ece")
 
 
 # ------------------------------------------------------------------------------------------ groups
@@ -300,10 +309,13 @@ def compare(trials: list[FrozenTrial], accuracies: list[float], comparison: Comp
     return row
 
 
-def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, seed: int = 0) -> Analysis:
+def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, seed: int = 0,
+            metrics: tuple[str, ...] | None = None, importance: bool = True) -> Analysis:
     """Importance per objective and the equal-accuracy comparisons of a study's COMPLETE trials.
 
-    Raises a one-line :class:`UsageError` when the study has no completed trial or no accuracy to bin by.
+    ``metrics`` limits the comparisons to those metrics (the drawings use :data:`HEADLINE_METRICS`); ``importance``
+    False skips PED-ANOVA (the dashboard draws it separately). Raises a one-line :class:`UsageError` when the study
+    has no completed trial or no accuracy to bin by.
     """
     if not math.isfinite(bin_width) or bin_width <= 0:
         raise UsageError(f"bin_width must be a number > 0 (accuracy points), got {bin_width!r}")
@@ -314,7 +326,8 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
                          f"({'trials there: ' + ', '.join(sorted(states)) if states else 'no trials'}); "
                          "run 'nas search' first")
     result = Analysis(study.study_name, len(trials), bin_width)
-    result.importance, result.importance_notes = param_importances(study, trials)
+    if importance:
+        result.importance, result.importance_notes = param_importances(study, trials)
     names = objective_names(study)
     accuracies = [validation_accuracy(trial, names) for trial in trials]
     scored = [(t, a) for t, a in zip(trials, accuracies) if a is not None and math.isfinite(a)]
@@ -330,6 +343,8 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
             result.not_compared[comparison.name] = f"no trials with {' or '.join(missing)}"
             continue
         for metric_index, metric in enumerate(robustness_metrics(binned)):
+            if metrics is not None and metric not in metrics:
+                continue
             result.comparisons.append(compare(binned, accuracy_values, comparison, metric, bin_width, min_trials,
                                               seed + 1000 * index + metric_index))
     return result

@@ -180,3 +180,32 @@ def test_bad_input_is_one_line_and_exit_2(stored, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, (label, err)
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_the_drawing_shows_each_headline_ratio_with_its_interval_and_verdict(stored, tmp_path):
+    from nas.analysis import HEADLINE_METRICS
+    from nas.dashboard import figures
+
+    _, study = stored
+    drawn = analyze(study, metrics=HEADLINE_METRICS, importance=False)
+    assert not drawn.importance and {r.metric for r in drawn.comparisons} <= set(HEADLINE_METRICS)
+    # limiting the metrics does not move an interval: each comparison keeps its own bootstrap seed
+    full = row(analyze(study), "ensembles", "adversarial.pgd_accuracy")
+    ensembles = row(drawn, "ensembles", "adversarial.pgd_accuracy")
+    assert (ensembles.ratio_low, ensembles.ratio_high) == (full.ratio_low, full.ratio_high)
+    figure = figures.comparison_figure(drawn)
+    points = {(t.xaxis, t.name): t for t in figure.data}
+    assert [a.text for a in figure.layout.annotations][:2] == ["ensembles / single models",
+                                                               "outlier exposure / no outlier exposure"]
+    planted = points[("x", "adversarial.pgd_accuracy")]
+    assert planted.x[0] == pytest.approx(ensembles.ratio)
+    assert planted.x[0] + planted.error_x.array[0] == pytest.approx(ensembles.ratio_high)
+    assert planted.x[0] - planted.error_x.arrayminus[0] == pytest.approx(ensembles.ratio_low)
+    assert planted.marker.color == figures.BETTER_COLORS["a"]
+    assert planted.hovertemplate.startswith(ensembles.sentence)
+    unplanted = points[("x2", "adversarial.pgd_accuracy")]
+    assert unplanted.marker.color == figures.BETTER_COLORS["undecided"]
+    assert figure.layout.xaxis.type == "log"
+    few = build_study(f"sqlite:///{tmp_path / 'few.db'}", n=4)
+    message = figures.comparison_figure(analyze(few, metrics=HEADLINE_METRICS, importance=False))
+    assert not message.data and "No equal-accuracy comparison has enough trials" in message.layout.annotations[0].text
