@@ -280,7 +280,9 @@ class EarlyStopping:
             reason = (f"position {place.position + 1} of {place.competitors} trials at this rung (non-domination rank "
                       f"{place.rank}); only the best {place.keep} continue")
         record = {
-            "epoch": epoch, "values": values, "metrics": metrics,
+            # only the required metrics: they are what later rungs compare with the final scores; the record stays
+            # a small user attribute that a plain Optuna client (optuna-dashboard) can show
+            "epoch": epoch, "values": values, "metrics": {m: metrics[m] for m in self.requirements if m in metrics},
             "seconds": round(sum(result.seconds for result in results.values()) + time.perf_counter() - started, 4),
             "position": place.position, "competitors": place.competitors, "keep": place.keep, "rank": place.rank,
             "compared_with": sorted(numbers),
