@@ -4,7 +4,8 @@ training scheme change robustness among models of the *same* accuracy.
 The seed paper (Hyatt & Lee 2019) compares models of equal validation accuracy: a robustness gap between two
 models that also differ in accuracy could be the accuracy's doing. So trials are grouped into validation-accuracy
 bins and each comparison (ensembles vs single models, cardinality > 1 vs 1, adversarial training and outlier
-exposure on vs off) is made within bins, then pooled.
+exposure on vs off, and larger vs smaller models: "architecture is not the same as size") is made within bins,
+then pooled.
 
 Pooling rule: in every bin holding trials of both groups, the group means ``a_b`` and ``b_b`` are weighted by
 ``w_b = n_a,b * n_b,b / (n_a,b + n_b,b)`` (Mantel-Haenszel weights: the bin's matched-pair count scaled by its
@@ -88,6 +89,21 @@ COMPARISONS = (
     Comparison("adversarial training", "adversarial training", "no adversarial training", _recipe_flag("adversarial")),
     Comparison("outlier exposure", "outlier exposure", "no outlier exposure", _recipe_flag("outlier_exposure")),
 )
+
+
+def size_comparison(trials: list[FrozenTrial]) -> Comparison | None:
+    """The seed paper's "architecture is not the same as size": models above the study's median parameter count
+    against the rest, at equal accuracy, so a gain from ensembles or cardinality can be told from one of size."""
+    counts = [value for trial in trials if _finite(value := (trial.user_attrs.get("metrics") or {}).get("params"))]
+    if not counts:
+        return None
+    median = float(np.median(counts))
+
+    def larger(trial: FrozenTrial) -> bool | None:
+        value = (trial.user_attrs.get("metrics") or {}).get("params")
+        return value > median if _finite(value) else None
+
+    return Comparison("size", f"more than {median:.3g} parameters", f"{median:.3g} parameters or fewer", larger)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -335,7 +351,8 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
         raise UsageError(f"study '{study.study_name}': no COMPLETE trial reports a validation 'accuracy' metric "
                          "to bin by; add [objectives.accuracy] to the experiment")
     binned, accuracy_values = [t for t, _ in scored], [a for _, a in scored]
-    for index, comparison in enumerate(COMPARISONS):
+    size = size_comparison(binned)
+    for index, comparison in enumerate(COMPARISONS + ((size,) if size else ())):
         sides = [comparison.member(trial) for trial in binned]
         missing = [group for group, side in ((comparison.group_a, True), (comparison.group_b, False))
                    if side not in sides]

@@ -41,7 +41,7 @@ def planted_trial(rng: np.random.Generator) -> optuna.trial.FrozenTrial:
         values=[accuracy, width * 1000.0],
         user_attrs={"spec": spec, "recipe": recipe,
                     "metrics": {"accuracy": accuracy, "adversarial.pgd_accuracy": pgd, "ood.min_auroc": auroc,
-                                "cost.params": width * 1000.0}},
+                                "cost.params": width * 1000.0, "params": width * 1000.0}},
     )
 
 
@@ -95,6 +95,18 @@ def test_planted_difference_is_found_and_unplanted_one_is_not(stored):
     # the same seed gives the same interval
     again = row(analyze(study, bin_width=1.0), "ensembles", "adversarial.pgd_accuracy")
     assert (again.ratio_low, again.ratio_high) == (ensembles.ratio_low, ensembles.ratio_high)
+
+
+def test_size_is_compared_apart_from_architecture(stored):
+    """The planted PGD gain comes from ensembles, not from the parameter count (drawn independently): the size
+    comparison, split at the median count, finds no difference where the ensemble comparison finds one."""
+    _, study = stored
+    found = analyze(study, bin_width=1.0)
+    size = row(found, "size", "adversarial.pgd_accuracy")
+    median = np.median([t.user_attrs["metrics"]["params"] for t in study.trials])
+    assert size.group_a == f"more than {median:.3g} parameters" and size.n_a + size.n_b >= N_TRIALS * 0.6, size
+    assert size.ratio_low < 1.0 < size.ratio_high and size.better == "undecided", size
+    assert row(found, "ensembles", "adversarial.pgd_accuracy").better == "ensembles"
 
 
 def test_too_few_trials_in_matched_bins_is_said(tmp_path):

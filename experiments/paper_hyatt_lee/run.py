@@ -26,8 +26,8 @@ RUNS = {  # config file -> what it isolates
     "fashion-robust": "Fashion-MNIST, architecture and robust training searched",
 }
 BIN_WIDTH = 2.0  # accuracy points: about 60 trials spread over ~15 points need bins this wide to hold both groups
-HEADLINE = ("ood.min_auroc", "ood.max_ood_confidence", "adversarial.pgd_accuracy", "adversarial.median_min_eps",
-            "explainability.deletion")
+sys.path.insert(0, str(ROOT))
+from nas.analysis import HEADLINE_METRICS as HEADLINE  # noqa: E402  the metrics the dashboard and report draw
 
 
 def nas(*args: str) -> subprocess.CompletedProcess:
@@ -94,7 +94,7 @@ def figure(results: dict[str, dict], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     colors = {"ensembles": "#1f5fbf", "cardinality": "#e8710a", "adversarial training": "#2ca02c",
-              "outlier exposure": "#9467bd"}
+              "outlier exposure": "#9467bd", "size": "#8c564b"}
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.8), sharey=True, squeeze=False)
     for axis, (run, found) in zip(axes[0], results.items()):
         rows = [r for r in found["comparisons"] if r["metric"] in HEADLINE and r["ratio"] is not None]
@@ -104,7 +104,7 @@ def figure(results: dict[str, dict], out: Path) -> None:
                 row = next((r for r in rows if r["comparison"] == name and r["metric"] == metric), None)
                 if row is None:
                     continue
-                y = position + (offset - 1.5) * 0.18
+                y = position + (offset - 2) * 0.15
                 low, high = row["ratio_low"], row["ratio_high"]
                 error = [[row["ratio"] - low], [high - row["ratio"]]] if low is not None else None
                 axis.errorbar(row["ratio"], y, xerr=error, fmt="o", color=color, ms=4, capsize=2,
@@ -122,8 +122,10 @@ def figure(results: dict[str, dict], out: Path) -> None:
             if label not in labels:
                 handles.append(handle)
                 labels.append(label)
-    fig.legend(handles, [f"{label} / none" if label != "ensembles" else "ensembles / single" for label in labels],
-               loc="lower center", ncol=4, fontsize=8)
+    words = {"ensembles": "ensembles / single models", "cardinality": "cardinality > 1 / 1",
+             "size": "more / fewer parameters than the median"}
+    fig.legend(handles, [words.get(label, f"{label} / none") for label in labels], loc="lower center", ncol=5,
+               fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out, dpi=110)
 
