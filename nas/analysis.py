@@ -4,8 +4,8 @@ training scheme change robustness among models of the *same* accuracy.
 The seed paper (Hyatt & Lee 2019) compares models of equal validation accuracy: a robustness gap between two
 models that also differ in accuracy could be the accuracy's doing. So trials are grouped into validation-accuracy
 bins and each comparison (ensembles vs single models, cardinality > 1 vs 1, adversarial training and outlier
-exposure on vs off, and larger vs smaller models: "architecture is not the same as size") is made within bins,
-then pooled.
+exposure on vs off, and larger vs smaller single models: "architecture is not the same as size") is made within
+bins, then pooled.
 
 Pooling rule: in every bin holding trials of both groups, the group means ``a_b`` and ``b_b`` are weighted by
 ``w_b = n_a,b * n_b,b / (n_a,b + n_b,b)`` (Mantel-Haenszel weights: the bin's matched-pair count scaled by its
@@ -92,18 +92,26 @@ COMPARISONS = (
 
 
 def size_comparison(trials: list[FrozenTrial]) -> Comparison | None:
-    """The seed paper's "architecture is not the same as size": models above the study's median parameter count
-    against the rest, at equal accuracy, so a gain from ensembles or cardinality can be told from one of size."""
-    counts = [value for trial in trials if _finite(value := (trial.user_attrs.get("metrics") or {}).get("params"))]
+    """The seed paper's "architecture is not the same as size": single models above the median parameter count of
+    the study's single models against the rest, at equal accuracy. Single models only, so that the ensembles' extra
+    parameters do not stand in for size: if ensembles gain robustness and larger single models do not, it is the
+    architecture."""
+    def params(trial: FrozenTrial) -> float | None:
+        spec, value = trial.user_attrs.get("spec"), (trial.user_attrs.get("metrics") or {}).get("params")
+        single = isinstance(spec, dict) and ensemble_members(spec) == 1
+        return float(value) if single and _finite(value) else None
+
+    counts = [value for trial in trials if (value := params(trial)) is not None]
     if not counts:
         return None
     median = float(np.median(counts))
 
     def larger(trial: FrozenTrial) -> bool | None:
-        value = (trial.user_attrs.get("metrics") or {}).get("params")
-        return value > median if _finite(value) else None
+        value = params(trial)
+        return None if value is None else value > median
 
-    return Comparison("size", f"more than {median:.3g} parameters", f"{median:.3g} parameters or fewer", larger)
+    return Comparison("size", f"single models of more than {median:.3g} parameters",
+                      f"single models of {median:.3g} parameters or fewer", larger)
 
 
 # ------------------------------------------------------------------------------------------ results

@@ -123,7 +123,7 @@ def figure(results: dict[str, dict], out: Path) -> None:
                 handles.append(handle)
                 labels.append(label)
     words = {"ensembles": "ensembles / single models", "cardinality": "cardinality > 1 / 1",
-             "size": "more / fewer parameters than the median"}
+             "size": "larger / smaller single models (median split)"}
     fig.legend(handles, [words.get(label, f"{label} / none") for label in labels], loc="lower center", ncol=5,
                fontsize=8)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
