@@ -44,7 +44,8 @@ def run_ensemble(args: argparse.Namespace) -> int:
         return 0
 
     best = built.best_member
-    table = Table(title=f"Ensemble, trial {built.trial_number}: {built.summary}")
+    console.print(f"ensemble: {built.summary.removeprefix('ensemble: ')}", soft_wrap=True)
+    table = Table(title=f"Ensemble (trial {built.trial_number}) on the validation split")
     table.add_column("objective")
     table.add_column("ensemble", justify="right")
     table.add_column("95% interval", justify="right")
