@@ -4,7 +4,8 @@ training scheme change robustness among models of the *same* accuracy.
 The seed paper (Hyatt & Lee 2019) compares models of equal validation accuracy: a robustness gap between two
 models that also differ in accuracy could be the accuracy's doing. So trials are grouped into validation-accuracy
 bins and each comparison (ensembles vs single models, cardinality > 1 vs 1, adversarial training and outlier
-exposure on vs off) is made within bins, then pooled.
+exposure on vs off, and larger vs smaller single models: "architecture is not the same as size") is made within
+bins, then pooled.
 
 Pooling rule: in every bin holding trials of both groups, the group means ``a_b`` and ``b_b`` are weighted by
 ``w_b = n_a,b * n_b,b / (n_a,b + n_b,b)`` (Mantel-Haenszel weights: the bin's matched-pair count scaled by its
@@ -40,6 +41,15 @@ NOT_ROBUSTNESS = {"adversarial.clean_accuracy", "adversarial.masking_flags", "ca
 POOLING_RULE = ("within-bin group means weighted by n_a*n_b/(n_a+n_b) (Mantel-Haenszel); ratio = weighted mean of "
                 "group A / weighted mean of group B; 95% seeded bootstrap resampling trials within each bin and group")
 FRONT = "pareto front"
+# What the drawings show: each robustness objective's value and the seed paper's own measures (overconfidence on OOD
+# inputs, the smallest eps that flips a prediction); the tables and files keep every metric.
+EQUAL_ACCURACY_HINT = ("The seed paper's question: among models of the same validation accuracy, do ensembles, "
+                       "cardinality > 1, adversarial training or outlier exposure change robustness? Trials are "
+                       "grouped into accuracy bins; each point is the ratio of the two groups' means pooled over "
+                       "bins, with a seeded bootstrap 95% interval. Green: the first group is better on that metric; "
+                       "red: the second; grey: undecided. 'nas analyze' prints every metric and writes CSV/JSON.")
+HEADLINE_METRICS = ("ood.min_auroc", "ood.max_ood_confidence", "adversarial.pgd_accuracy", "adversarial.median_min_eps",
+                    "explainability.deletion", "calibration.ece")
 
 
 # ------------------------------------------------------------------------------------------ groups
@@ -81,6 +91,29 @@ COMPARISONS = (
     Comparison("adversarial training", "adversarial training", "no adversarial training", _recipe_flag("adversarial")),
     Comparison("outlier exposure", "outlier exposure", "no outlier exposure", _recipe_flag("outlier_exposure")),
 )
+
+
+def size_comparison(views: list[dict[str, Any]]) -> Comparison | None:
+    """The seed paper's "architecture is not the same as size": single models above the median parameter count of
+    the study's single models against the rest, at equal accuracy. Single models only, so that the ensembles' extra
+    parameters do not stand in for size: if ensembles gain robustness and larger single models do not, it is the
+    architecture."""
+    def params(view: dict[str, Any]) -> float | None:
+        spec, value = view.get("spec"), (view.get("metrics") or {}).get("params")
+        single = isinstance(spec, dict) and ensemble_members(spec) == 1
+        return float(value) if single and _finite(value) else None
+
+    counts = [value for view in views if (value := params(view)) is not None]
+    if not counts:
+        return None
+    median = float(np.median(counts))
+
+    def larger(view: dict[str, Any]) -> bool | None:
+        value = params(view)
+        return None if value is None else value > median
+
+    return Comparison("size", f"single models of more than {median:.3g} parameters",
+                      f"single models of {median:.3g} parameters or fewer", larger)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -303,11 +336,14 @@ def compare(views: list[dict[str, Any]], accuracies: list[float], comparison: Co
 
 
 def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, seed: int = 0,
-            storage_url: str | None = None, artifacts: str | Path | None = None) -> Analysis:
+            metrics: tuple[str, ...] | None = None, importance: bool = True, storage_url: str | None = None,
+            artifacts: str | Path | None = None) -> Analysis:
     """Importance per objective and the equal-accuracy comparisons of a study's COMPLETE trials (their records
     found as ``nas.records`` does, from ``storage_url`` and ``artifacts``).
 
-    Raises a one-line :class:`UsageError` when the study has no completed trial or no accuracy to bin by.
+    ``metrics`` limits the comparisons to those metrics (the drawings use :data:`HEADLINE_METRICS`); ``importance``
+    False skips PED-ANOVA (the dashboard draws it separately). Raises a one-line :class:`UsageError` when the study
+    has no completed trial or no accuracy to bin by.
     """
     if not math.isfinite(bin_width) or bin_width <= 0:
         raise UsageError(f"bin_width must be a number > 0 (accuracy points), got {bin_width!r}")
@@ -318,7 +354,8 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
                          f"({'trials there: ' + ', '.join(sorted(states)) if states else 'no trials'}); "
                          "run 'nas search' first")
     result = Analysis(study.study_name, len(trials), bin_width)
-    result.importance, result.importance_notes = param_importances(study, trials)
+    if importance:
+        result.importance, result.importance_notes = param_importances(study, trials)
     names = objective_names(study)
     records = Records(study, storage_url, artifacts)
     views = [records(trial) for trial in trials]
@@ -328,7 +365,8 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
         raise UsageError(f"study '{study.study_name}': no COMPLETE trial reports a validation 'accuracy' metric "
                          "to bin by; add [objectives.accuracy] to the experiment")
     binned, accuracy_values = [t for t, _ in scored], [a for _, a in scored]
-    for index, comparison in enumerate(COMPARISONS):
+    size = size_comparison(binned)
+    for index, comparison in enumerate(COMPARISONS + ((size,) if size else ())):
         sides = [comparison.member(view) for view in binned]
         missing = [group for group, side in ((comparison.group_a, True), (comparison.group_b, False))
                    if side not in sides]
@@ -336,6 +374,8 @@ def analyze(study: optuna.Study, bin_width: float = 1.0, min_trials: int = 3, se
             result.not_compared[comparison.name] = f"no trials with {' or '.join(missing)}"
             continue
         for metric_index, metric in enumerate(robustness_metrics(binned)):
+            if metrics is not None and metric not in metrics:
+                continue
             result.comparisons.append(compare(binned, accuracy_values, comparison, metric, bin_width, min_trials,
                                               seed + 1000 * index + metric_index))
     return result

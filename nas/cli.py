@@ -17,7 +17,7 @@ from .errors import UsageError
 # In the order ``nas --help`` lists them.
 COMMAND_MODULES = ("nas.commands.search", "nas.commands.status", "nas.commands.export", "nas.commands.verify",
                    "nas.dashboard", "nas.commands.report",
-                   "nas.commands.analyze", "nas.worker")
+                   "nas.commands.analyze", "nas.commands.ensemble", "nas.worker")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -57,11 +57,23 @@ INPUT_SHAPE = {input_shape}
 CLASS_NAMES = {class_names}
 '''
 
-_BUILD = '''
+_ARGUMENTS = '''
 
 # The architecture spec's constructor arguments ({model} of search space {space!r}).
 ARGUMENTS = {arguments}
+'''
 
+_MEMBER_ARGUMENTS = '''
+# Member {index}: {summary} ({model} of search space {space!r}).
+MEMBER_{index} = {arguments}
+'''
+
+_WEIGHTS = '''
+# How much each member's softmax counts in the ensemble's average (how often greedy selection picked it).
+WEIGHTS = {weights}
+'''
+
+_BUILD = '''
 # Fitted on the validation split; build(calibrated=True) divides the output by it. None: not fitted.
 TEMPERATURE = {temperature}
 
@@ -205,23 +217,67 @@ def generate(spec: dict[str, Any], class_names: list[str] | None = None, origin:
         raise SpecError(f"{len(names)} class names given for a spec with num_classes = {spec['num_classes']}")
 
     imports: dict[str, set[str]] = {}
-    definitions: dict[str, _Definition] = {}
-    for module in (shared_blocks, inspect.getmodule(space.model)):
-        definitions.update(_definitions(module, imports))
-    model = space.model.__name__
-    roots = [model, "nn"] + (["Ensemble"] if ensemble > 1 else [])
-    body = _body(_needed(roots, definitions), definitions)
+    if "members" in arguments:  # a heterogeneous ensemble (space 'ensemble'): one class per family of its members
+        modules, roots, blocks, expression = _ensemble_parts(arguments)
+    else:
+        modules = [inspect.getmodule(space.model)]
+        model = space.model.__name__
+        roots = [model] + (["Ensemble"] if ensemble > 1 else [])
+        blocks = _ARGUMENTS.format(model=model, space=space.name,
+                                   arguments=pprint.pformat(arguments, width=110, sort_dicts=False))
+        expression = _member_expression(model, "ARGUMENTS", ensemble)
+    definitions = _collect([shared_blocks, *modules], imports)
+    body = _body(_needed([*roots, "nn"], definitions), definitions)
     summary = search_spaces.summary(spec)
-    expression = (f"{model}(**ARGUMENTS)" if ensemble == 1
-                  else f"Ensemble([{model}(**ARGUMENTS) for _ in range({ensemble})])")
+    ensemble_note = "\n(for this ensemble: the log of the members' mean softmax)"
     return (
         _HEADER.format(summary=_docstring_text(summary), shape=", ".join(map(str, shape)),
-                       ensemble_note="\n(for this ensemble: the log of the members' mean softmax)" if ensemble > 1
-                       else "")
+                       ensemble_note=ensemble_note if ensemble > 1 or "members" in arguments else "")
         + _import_lines(imports) + "\n"
         + _CONSTANTS.format(architecture=repr(summary), origin=repr(_literal(origin)), input_shape=repr(tuple(shape)),
                             class_names=repr([str(name) for name in names]))
-        + "\n\n" + body + "\n"
-        + _BUILD.format(model=model, space=space.name, arguments=pprint.pformat(arguments, width=110, sort_dicts=False),
-                        expression=expression, temperature=repr(None if temperature is None else float(temperature)))
+        + "\n\n" + body + "\n" + blocks
+        + _BUILD.format(expression=expression, temperature=repr(None if temperature is None else float(temperature)))
     )
+
+
+def _member_expression(model: str, arguments: str, ensemble: int) -> str:
+    """``MLP(**ARGUMENTS)``, or a homogeneous deep ensemble of them."""
+    if ensemble == 1:
+        return f"{model}(**{arguments})"
+    return f"Ensemble([{model}(**{arguments}) for _ in range({ensemble})])"
+
+
+def _ensemble_parts(arguments: dict[str, Any]) -> tuple[list[ModuleType], list[str], str, str]:
+    """For a heterogeneous ensemble's checked arguments: the members' model modules, the classes it needs, the
+    ``MEMBER_<i>``/``WEIGHTS`` constants and the ``build()`` expression averaging the members."""
+    modules: list[ModuleType] = []
+    roots, blocks, members = ["Ensemble"], [], []
+    for index, member in enumerate(arguments["members"]):
+        space = search_spaces.get(member["space"])
+        module = inspect.getmodule(space.model)
+        if module not in modules:
+            modules.append(module)
+        model = space.model.__name__
+        roots.append(model)
+        member_arguments = _literal(space.check(member))
+        blocks.append(_MEMBER_ARGUMENTS.format(
+            index=index, summary=_docstring_text(search_spaces.summary(member)), model=model, space=space.name,
+            arguments=pprint.pformat(member_arguments, width=110, sort_dicts=False)))
+        members.append(_member_expression(model, f"MEMBER_{index}", int(member.get("ensemble", 1))))
+    blocks.append(_WEIGHTS.format(weights=repr(arguments["weights"])))
+    listed = "".join(f"\n        {member}," for member in members)
+    return modules, roots, "\n" + "".join(blocks), f"Ensemble([{listed}\n    ], weights=WEIGHTS)"
+
+
+def _collect(modules: list[ModuleType], imports: dict[str, set[str]]) -> dict[str, _Definition]:
+    """The top-level definitions of ``modules``; two modules defining one name differently is an error (the
+    generated file can hold only one of them)."""
+    definitions: dict[str, _Definition] = {}
+    for module in modules:
+        for name, definition in _definitions(module, imports).items():
+            if name in definitions and definitions[name].source != definition.source:
+                raise SpecError(f"{module.__name__} defines {name!r} differently from another member's model module; "
+                                "one model.py cannot hold both (rename one of them)")
+            definitions[name] = definition
+    return definitions

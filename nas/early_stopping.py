@@ -282,9 +282,10 @@ class EarlyStopping:
         if reason is None and not place.promoted:
             reason = (f"position {place.position + 1} of {place.competitors} trials at this rung (non-domination rank "
                       f"{place.rank}); only the best {place.keep} continue")
-        record = {  # a user attribute: only the requirement metrics, which later rungs compare (see nas.records)
-            "epoch": epoch, "values": values,
-            "metrics": {metric: metrics[metric] for metric in self.requirements if metric in metrics},
+        record = {
+            # only the required metrics: they are what later rungs compare with the final scores; the record stays
+            # a small user attribute that a plain Optuna client (optuna-dashboard) can show
+            "epoch": epoch, "values": values, "metrics": {m: metrics[m] for m in self.requirements if m in metrics},
             "seconds": round(sum(result.seconds for result in results.values()) + time.perf_counter() - started, 4),
             "position": place.position, "competitors": place.competitors, "keep": place.keep, "rank": place.rank,
             "compared_with": sorted(numbers),

@@ -19,6 +19,7 @@ import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .analysis import EQUAL_ACCURACY_HINT, HEADLINE_METRICS, analyze
 from .dashboard.source import (
     Snapshot, architecture_layers, format_value, load_details, metric_columns, metric_table, requirement_table,
 )
@@ -227,6 +228,10 @@ def build_report(snap: Snapshot) -> str:
     if snap.completed:
         page.add('<div class="card"><h2>Why: which choices drive each objective</h2>')
         page.figure(figures.importance_figure(*choose.importances(snap)))
+        page.add("</div>")
+        page.add('<div class="card"><h2>Robustness at equal accuracy</h2><p class="hint">'
+                 + html.escape(EQUAL_ACCURACY_HINT) + "</p>")
+        page.figure(figures.comparison_figure(analyze(snap.study, metrics=HEADLINE_METRICS, importance=False)))
         page.add("</div>")
     page.add('<div class="card"><h2>Objectives and searched parameters</h2>')
     page.figure(figures.parallel_figure(snap))

@@ -133,6 +133,12 @@ class Explainability(Objective):
     }
     metrics = ("deletion", "insertion", "deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc",
                "sensitivity")
+    # A faithful map makes the prediction fall fast when its top pixels go (a small deletion area) and rise fast
+    # when they come back (a large insertion area); the random-order areas are the baselines, better in neither
+    # direction; sensitivity (how much the map moves under a tiny input change) is better small.
+    metric_directions = {"deletion": "maximize", "insertion": "maximize", "deletion_auc": "minimize",
+                         "insertion_auc": "maximize", "random_deletion_auc": None, "random_insertion_auc": None,
+                         "sensitivity": "minimize"}
 
     def _evaluate(self, model: nn.Module, context: EvaluationContext) -> ObjectiveResult:
         x, y = context.subset(int(self.options["samples"]))

@@ -192,7 +192,15 @@ class _JointBootstrap:
         def statistic(*arrays: np.ndarray, axis: int = -1) -> np.ndarray:
             return reduce(*self._table(tuple(np.moveaxis(array, axis, -1) for array in arrays)))
 
-        return bootstrap_interval(statistic, *self.samples, seed=self.seed, resamples=self.resamples, vectorized=True)
+        low, high = bootstrap_interval(statistic, *self.samples, seed=self.seed, resamples=self.resamples,
+                                       vectorized=True)
+        if high - low < 1e-12 and (low >= 1.0 - 1e-12 or high <= 1e-12):
+            # Every resample agrees on a perfect (or perfectly wrong) separation: the bootstrap cannot see past the
+            # sample. Rule of three: no failure in n draws bounds the failure rate by 3/n at 95%, with n the
+            # smallest of the samples (the in-distribution set or an OOD set).
+            bound = 3.0 / min(len(sample) for sample in self.samples)
+            low, high = (1.0 - bound, 1.0) if low >= 1.0 - 1e-12 else (0.0, bound)
+        return low, high
 
 
 @register
@@ -373,5 +381,6 @@ class OOD(Objective):
             settings["digits_pool"] = (f"{len(pool)} of scikit-learn's {len(ood_sets.digit_pool(None))} digits "
                                        "(the other split has the rest)")
         settings["intervals"] = (f"seeded bootstrap, {resamples} resamples, in- and out-of-distribution scores "
-                                 "resampled apart (worst cases: every set at once)")
+                                 "resampled apart (worst cases: every set at once); a separation that every resample "
+                                 "finds perfect gets the rule-of-three bound 3/n instead of a point")
         return settings

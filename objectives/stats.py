@@ -51,7 +51,8 @@ def bootstrap_interval(
     ``paired=True`` resamples the rows of all samples together (e.g. confidences and correctness of the same
     inputs); otherwise each sample is resampled on its own (e.g. in- and out-of-distribution scores).
     ``vectorized=True``: ``statistic`` takes an ``axis`` keyword and reduces along it (much faster).
-    A statistic that is constant under resampling gives a zero-width interval. Resampling inflates statistics
+    A statistic that is constant under resampling gives a zero-width interval (objectives.ood widens a perfect
+    separation with the rule of three). Resampling inflates statistics
     such as a binned ECE or a max-minus-min gap, so their percentile interval can lie wholly above the measured
     value (about 1 case in 10); it is then widened to hold the value, erring wide rather than flattering.
     """

@@ -7,7 +7,7 @@ from ._base import (COMMON_KEYS, ENTRY_POINT_GROUP, SearchSpace, SpecError, avai
                     default_ranges, get, register, require, require_choice, summary)
 from ._modules import Ensemble, Normalize
 from ._suggest import suggest
-from . import cnn, mlp  # noqa: F401  (registration)
+from . import cnn, ensemble, mlp  # noqa: F401  (registration)
 
 __all__ = ["COMMON_KEYS", "ENTRY_POINT_GROUP", "SearchSpace", "SpecError", "Ensemble", "Normalize", "available",
            "build", "check_common", "check_keys", "default_ranges", "get", "register", "require", "require_choice",

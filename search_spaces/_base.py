@@ -28,7 +28,8 @@ class SearchSpace:
     ``{low, high}``), which a config may narrow, widen or fix; ``low``/``high`` or ``choices`` are the hard
     limits it may not exceed. ``check`` validates a spec and returns the keyword arguments of ``model``, a
     plain ``nn.Module`` class in a module that imports only torch (``*_model.py``): training builds it and
-    ``nas export`` copies its source.
+    ``nas export`` copies its source. ``searchable = False`` marks a space whose specs are assembled from stored
+    trials (``ensemble``), not sampled: a config cannot name it and :func:`available` does not list it.
     """
 
     name: str
@@ -37,6 +38,7 @@ class SearchSpace:
     check: Callable[[dict[str, Any]], dict[str, Any]]
     model: type[nn.Module]
     summary: Callable[[dict[str, Any]], str]
+    searchable: bool = True
 
     def build(self, spec: dict[str, Any]) -> nn.Module:
         """The model of ``spec`` with fresh weights: ``model(**check(spec))``, or an :class:`Ensemble` of them."""
@@ -84,9 +86,10 @@ def register(space: SearchSpace) -> SearchSpace:
 
 
 def available() -> list[str]:
-    """Built-in and installed (entry point) names; installed ones are not imported until used."""
+    """Built-in and installed (entry point) names a config may search; installed ones are not imported until used."""
     installed = {point.name for point in entry_points(group=ENTRY_POINT_GROUP)}
-    return sorted({name for name in _SPACES if not REFERENCE.fullmatch(name)} | installed)
+    return sorted({name for name, space in _SPACES.items() if space.searchable and not REFERENCE.fullmatch(name)}
+                  | installed)
 
 
 def registered_as(space: SearchSpace, key: str) -> SearchSpace:

@@ -29,15 +29,20 @@ class Normalize(nn.Module):
 
 
 class Ensemble(nn.Module):
-    """Independently initialised members; the output is the log of their averaged softmax.
+    """Members whose softmax outputs are averaged; the output is the log of that average.
 
     Returning log-probabilities keeps the "logits" contract: ``softmax(ensemble(x))`` is exactly the
-    mean of the members' softmax outputs, and cross-entropy/argmax work unchanged.
+    (weighted) mean of the members' softmax outputs, and cross-entropy/argmax work unchanged. ``weights``
+    (positive, e.g. how often greedy selection picked each member) weigh the mean; None weighs members equally.
     """
 
-    def __init__(self, members: Sequence[nn.Module]) -> None:
+    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        shares = torch.tensor([1.0] * len(self.members) if weights is None else [float(w) for w in weights])
+        self.uniform = bool(torch.all(shares == shares[0]))
+        # not part of the state dict: the weights are architecture (the spec), not trained parameters
+        self.register_buffer("log_shares", torch.log(shares / shares.sum()), persistent=False)
 
     def member_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Stacked member logits, shape ``(members, batch, classes)`` (used for training)."""
@@ -45,4 +50,6 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         log_probs = torch.log_softmax(self.member_logits(x).float(), dim=-1)
-        return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(self.members))))
+        if self.uniform:
+            return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(self.members))))
+        return torch.logsumexp(log_probs + self.log_shares.view(-1, 1, 1), dim=0)

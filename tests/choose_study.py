@@ -35,7 +35,8 @@ def _objective(trial: optuna.Trial) -> tuple[float, float, float, float]:
     trial.set_user_attr("spec", spec)
     trial.set_user_attr("spec_summary", f"cnn {'-'.join([str(channels)] * depth)}")
     trial.set_user_attr("recipe", recipe)
-    trial.set_user_attr("metrics", {"accuracy": accuracy, "ood": ood, "adversarial": pgd, "params": params})
+    trial.set_user_attr("metrics", {"accuracy": accuracy, "ood": ood, "ood.min_auroc": ood, "adversarial": pgd,
+                                    "adversarial.pgd_accuracy": pgd, "params": params})
     trial.set_user_attr("requirements", {"accuracy": {"min": 0.75, "value": accuracy, "pass": passed}})
     trial.set_user_attr("feasible", passed)
     trial.set_user_attr("history", [{"epoch": e, "train_loss": 4.0 / e, "val_loss": 0.9 / e,

@@ -41,7 +41,7 @@ def planted_trial(rng: np.random.Generator) -> optuna.trial.FrozenTrial:
         values=[accuracy, width * 1000.0],
         user_attrs={"spec": spec, "recipe": recipe,
                     "metrics": {"accuracy": accuracy, "adversarial.pgd_accuracy": pgd, "ood.min_auroc": auroc,
-                                "cost.params": width * 1000.0}},
+                                "cost.params": width * 1000.0, "params": width * 1000.0}},
     )
 
 
@@ -95,6 +95,21 @@ def test_planted_difference_is_found_and_unplanted_one_is_not(stored):
     # the same seed gives the same interval
     again = row(analyze(study, bin_width=1.0), "ensembles", "adversarial.pgd_accuracy")
     assert (again.ratio_low, again.ratio_high) == (ensembles.ratio_low, ensembles.ratio_high)
+
+
+def test_size_is_compared_apart_from_architecture(stored):
+    """The planted PGD gain comes from ensembles, not from the parameter count (drawn independently): the size
+    comparison, single models split at their median count, finds a ratio near 1 where ensembles give about 2."""
+    _, study = stored
+    found = analyze(study, bin_width=1.0)
+    size = row(found, "size", "adversarial.pgd_accuracy")
+    singles = [t for t in study.trials if t.user_attrs["spec"]["ensemble"] == 1]
+    median = np.median([t.user_attrs["metrics"]["params"] for t in singles])
+    assert size.group_a == f"single models of more than {median:.3g} parameters", size
+    assert len(singles) * 0.6 <= size.n_a + size.n_b <= len(singles), size  # ensembles are left out
+    ensembles = row(found, "ensembles", "adversarial.pgd_accuracy")
+    assert ensembles.better == "ensembles" and ensembles.ratio_low > 1.5, ensembles
+    assert 0.85 < size.ratio < 1.15 and size.ratio_high < ensembles.ratio_low, size
 
 
 def test_too_few_trials_in_matched_bins_is_said(tmp_path):
@@ -180,3 +195,32 @@ def test_bad_input_is_one_line_and_exit_2(stored, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err, (label, err)
     assert not (tmp_path / "absent.db").exists()
+
+
+def test_the_drawing_shows_each_headline_ratio_with_its_interval_and_verdict(stored, tmp_path):
+    from nas.analysis import HEADLINE_METRICS
+    from nas.dashboard import figures
+
+    _, study = stored
+    drawn = analyze(study, metrics=HEADLINE_METRICS, importance=False)
+    assert not drawn.importance and {r.metric for r in drawn.comparisons} <= set(HEADLINE_METRICS)
+    # limiting the metrics does not move an interval: each comparison keeps its own bootstrap seed
+    full = row(analyze(study), "ensembles", "adversarial.pgd_accuracy")
+    ensembles = row(drawn, "ensembles", "adversarial.pgd_accuracy")
+    assert (ensembles.ratio_low, ensembles.ratio_high) == (full.ratio_low, full.ratio_high)
+    figure = figures.comparison_figure(drawn)
+    points = {(t.xaxis, t.name): t for t in figure.data}
+    assert [a.text for a in figure.layout.annotations][:2] == ["ensembles / single models",
+                                                               "outlier exposure / no outlier exposure"]
+    planted = points[("x", "adversarial.pgd_accuracy")]
+    assert planted.x[0] == pytest.approx(ensembles.ratio)
+    assert planted.x[0] + planted.error_x.array[0] == pytest.approx(ensembles.ratio_high)
+    assert planted.x[0] - planted.error_x.arrayminus[0] == pytest.approx(ensembles.ratio_low)
+    assert planted.marker.color == figures.BETTER_COLORS["a"]
+    assert planted.hovertemplate.startswith(ensembles.sentence)
+    unplanted = points[("x2", "adversarial.pgd_accuracy")]
+    assert unplanted.marker.color == figures.BETTER_COLORS["undecided"]
+    assert figure.layout.xaxis.type == "log"
+    few = build_study(f"sqlite:///{tmp_path / 'few.db'}", n=4)
+    message = figures.comparison_figure(analyze(few, metrics=HEADLINE_METRICS, importance=False))
+    assert not message.data and "No equal-accuracy comparison has enough trials" in message.layout.annotations[0].text

@@ -227,6 +227,21 @@ def test_importance_bars_for_every_objective_and_a_message_for_few_trials(page):
     assert page.locator("#importance-graph .barlayer").count() == 0
 
 
+def test_equal_accuracy_ratios_are_drawn_with_their_verdict(page):
+    """Adversarial training triples PGD accuracy in the synthetic study at any accuracy: drawn green, with its
+    interval; outlier exposure's PGD ratio has no interval there (one trial per matched bin) and is grey."""
+    from nas.dashboard.figures import BETTER_COLORS
+
+    page.wait_for_selector("#analysis-graph .scatterlayer .point")
+    traces = page.evaluate("() => document.querySelector('#analysis-graph .js-plotly-plot').data"
+                           ".map(t => [t.xaxis, t.name, t.marker.color, t.error_x.visible])")
+    assert ["x", "adversarial.pgd_accuracy", BETTER_COLORS["a"], True] in traces, traces
+    assert ["x2", "adversarial.pgd_accuracy", BETTER_COLORS["undecided"], False] in traces, traces
+    titles = page.locator("#analysis-graph .annotation-text").all_text_contents()
+    assert "adversarial training / no adversarial training" in titles, titles
+    page.locator("#analysis-graph").screenshot(path=str(ARTIFACTS / "choose-equal-accuracy.png"))
+
+
 def test_one_trial_study_in_the_browser(page, snaps):
     page.click("#study")
     page.get_by_role("option", name="one", exact=True).click()
@@ -272,6 +287,9 @@ def test_report_table_sorts_links_and_shows_why(snaps, browser, tmp_path):
     bars = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
                          ".flatMap(g => g.data.filter(t => t.type == 'bar' && t.orientation == 'h').map(t => t.name))")
     assert bars == NAMES
+    ratios = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')]"
+                           ".flatMap(g => g.data.filter(t => t.error_x && t.error_x.visible).map(t => t.name))")
+    assert "adversarial.pgd_accuracy" in ratios and "Robustness at equal accuracy" in text
     page.screenshot(path=str(ARTIFACTS / "choose-report.png"))
     page.close()
     assert not errors, errors

@@ -267,6 +267,18 @@ def test_joint_bootstrap_worst_case_interval_lies_below_the_sets():
     assert joint.interval(lambda a, f: f.max(axis=0))[0] >= joint.interval(lambda a, f: f[0])[0]
 
 
+def test_a_perfectly_separated_set_gets_a_rule_of_three_interval_not_a_point():
+    """Every resample of a perfectly separated set agrees, so the bootstrap alone would claim [1, 1]."""
+    generator = torch.Generator().manual_seed(0)
+    inside, far = torch.rand(150, generator=generator), torch.rand(100, generator=generator) + 5.0
+    joint = _JointBootstrap(inside, [far, -far], seed=0, resamples=200)
+    assert joint.interval(lambda a, f: a[0]) == pytest.approx((1.0 - 3.0 / 100, 1.0))  # 100: the smaller sample
+    assert joint.interval(lambda a, f: f[0]) == pytest.approx((0.0, 3.0 / 100))  # no OOD input passes as ID
+    assert joint.interval(lambda a, f: a[1]) == pytest.approx((0.0, 3.0 / 100))  # perfectly wrong: bounded too
+    # only an agreement at a bound of [0, 1] is widened (the mean of a perfect and a perfectly wrong set is not)
+    assert joint.interval(lambda a, f: a.mean(axis=0)) == pytest.approx((0.5, 0.5))
+
+
 # ----------------------------------------------------------------------------------------- discrimination
 def test_outlier_exposure_still_beats_a_plain_model_on_held_out_far_sets(digits, plain):
     exposed = train(digits, outlier_exposure=OUTLIERS)

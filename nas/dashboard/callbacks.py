@@ -11,6 +11,8 @@ import dash
 from dash import Input, Output, State, ctx, dcc, html, no_update
 from optuna.trial import FrozenTrial, TrialState
 
+from ..analysis import HEADLINE_METRICS, analyze
+from ..errors import UsageError
 from . import choose, figures
 from .layout import architecture, card, table
 from .source import (
@@ -296,6 +298,19 @@ def register_callbacks(app: dash.Dash, source: StudySource, export: Any = None) 
         if snap is None:
             return figures.message_figure(_study_error(study_name))
         return figures.importance_figure(*choose.importances(snap))
+
+    @app.callback(Output("analysis-graph", "figure"), Input("signature", "data"), State("study", "value"))
+    def equal_accuracy(_signature: Any, study_name: Any):
+        snap = source.snapshot(study_name)
+        if snap is None:
+            return figures.message_figure(_study_error(study_name))
+        if not snap.completed:
+            return figures.message_figure(f"no completed trial yet ({snap.counts_text()})")
+        try:
+            found = analyze(snap.study, metrics=HEADLINE_METRICS, importance=False)
+        except UsageError as error:
+            return figures.message_figure(str(error))
+        return figures.comparison_figure(found)
 
     @app.callback(Output("trial", "options"), Output("trial", "value"),
                   Output("compare-trials", "options"), Output("compare-trials", "value"),

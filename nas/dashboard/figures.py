@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
+from ..analysis import HEADLINE_METRICS, Analysis
 from . import choose
 from ..records import LAST_EPOCH_ATTR
 from .source import Snapshot, format_value
@@ -581,4 +582,47 @@ def compare_figure(snap: Snapshot, trials: list[FrozenTrial]) -> go.Figure:
                          title={"text": "Objectives scaled over all completed trials: 1 = best seen, 0 = worst",
                                 "font": {"size": 14}},
                          polar={"radialaxis": {"range": [0, 1]}}, yaxis={"range": [0, 1.05]})
+    return figure
+
+
+# ---------------------------------------------------------------------------------- equal-accuracy analysis
+BETTER_COLORS = {"a": "#2ca02c", "b": "#d62728", "undecided": "#777"}
+
+
+def comparison_figure(analysis: Analysis) -> go.Figure:
+    """The seed paper's question drawn: for each comparison (ensembles vs single models, ...), the ratio of each
+    headline robustness metric between the two groups at equal validation accuracy, with its 95% interval, on a
+    log axis around 1. Green: the metric favours the first group; red: the second; grey: the interval holds 1."""
+    rows = [r for r in analysis.comparisons if r.ratio is not None and r.metric in HEADLINE_METRICS]
+    if not rows:
+        why = "; ".join(f"{name}: {note}" for name, note in analysis.not_compared.items())
+        return message_figure("No equal-accuracy comparison has enough trials in matched accuracy bins"
+                              + (f" ({why})" if why else "") + ".")
+    names = list(dict.fromkeys(r.comparison for r in rows))
+    titles = []
+    for name in names:
+        first = next(r for r in rows if r.comparison == name)
+        titles.append(f"{first.group_a} / {first.group_b}")
+    figure = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=titles,
+                           vertical_spacing=0.3 / len(names))
+    for index, name in enumerate(names, start=1):
+        for row in (r for r in rows if r.comparison == name):
+            better = ("a" if row.better == row.group_a else "b" if row.better == row.group_b else "undecided")
+            has_interval = row.ratio_low is not None and row.ratio_high is not None
+            figure.add_trace(go.Scatter(
+                x=[row.ratio], y=[row.metric], mode="markers", showlegend=False,
+                marker={"size": 10, "color": BETTER_COLORS[better]},
+                error_x={"type": "data", "symmetric": False, "visible": has_interval,
+                         "array": [row.ratio_high - row.ratio] if has_interval else [0],
+                         "arrayminus": [row.ratio - row.ratio_low] if has_interval else [0]},
+                hovertemplate=row.sentence + "<extra></extra>", name=row.metric),
+                row=index, col=1)
+    figure.add_vline(x=1.0, line_dash="dash", line_color="#999")
+    figure.update_xaxes(type="log")
+    figure.update_xaxes(title_text="ratio of group means at equal accuracy (95% interval; 1 = no difference)",
+                        row=len(names), col=1)
+    figure.update_layout(template=TEMPLATE, height=120 + 160 * len(names),
+                         margin={"l": 190, "r": 20, "t": 70, "b": 60},
+                         title={"text": f"Robustness at equal validation accuracy (bins {analysis.bin_width:g} points "
+                                        f"wide, {analysis.trials} completed trials)", "font": {"size": 14}})
     return figure

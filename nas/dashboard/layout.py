@@ -7,6 +7,7 @@ from typing import Any
 
 from dash import dash_table, dcc, html
 
+from ..analysis import EQUAL_ACCURACY_HINT
 from .source import architecture_layers, format_value
 
 STYLE = """
@@ -135,6 +136,8 @@ def build_layout(studies: list[str], study_name: str | None, refresh_ms: int) ->
                                                                    config={"displaylogo": False}),
              hint="Per objective, how strongly each searched parameter separates the best models (top 10%, at least 5) "
                   "from all (Optuna's PED-ANOVA). A long bar: that choice decides the objective."),
+        card("Robustness at equal accuracy", dcc.Graph(id="analysis-graph", config={"displaylogo": False}),
+             hint=EQUAL_ACCURACY_HINT),
         card("Objectives and searched parameters", dcc.Graph(id="parallel-graph", config={"displaylogo": False}),
              hint="One line per model. Drag along any axis to brush a range: the table and the plots keep only "
                   "the models inside every brushed range. Click a brush to remove it."),

@@ -319,6 +319,13 @@ def architecture_layers(spec: dict[str, Any]) -> list[tuple[str, str]]:
     elif spec.get("space") == "mlp":
         for i, width in enumerate(spec.get("hidden", [])):
             layers.append((f"layer {i + 1}", f"linear {width}{bn}, {activation}, dropout {spec.get('dropout', 0)}"))
+    elif spec.get("space") == "ensemble":  # `nas ensemble`: one box per member, its own layers in one line
+        members = spec.get("members") if isinstance(spec.get("members"), list) else []
+        weights = spec.get("weights") if isinstance(spec.get("weights"), list) else [1] * len(members)
+        for i, (member, weight) in enumerate(zip(members, weights)):
+            inner = "; ".join(f"{name} {detail}" for name, detail in architecture_layers(member)[2:])
+            layers.append((f"member {i + 1} (weight {weight})", f"{member.get('space')}: {inner}"))
+        return layers + [("output", "log of the members' weighted mean softmax")]
     else:
         skip = {"space", "input_shape", "num_classes", "normalize", "ensemble"}
         layers += [(key, json.dumps(value)) for key, value in spec.items() if key not in skip]
