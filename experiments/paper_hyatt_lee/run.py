@@ -95,11 +95,15 @@ def figure(results: dict[str, dict], out: Path) -> None:
 
     colors = {"ensembles": "#1f5fbf", "cardinality": "#e8710a", "adversarial training": "#2ca02c",
               "outlier exposure": "#9467bd", "size": "#8c564b"}
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    shown = [m for m in HEADLINE if any(r["metric"] == m and r["ratio"] is not None
+                                        for found in results.values() for r in found["comparisons"])]
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.8), sharey=True, squeeze=False)
     for axis, (run, found) in zip(axes[0], results.items()):
         rows = [r for r in found["comparisons"] if r["metric"] in HEADLINE and r["ratio"] is not None]
         labelled: set[str] = set()
-        for position, metric in enumerate(HEADLINE):
+        for position, metric in enumerate(shown):
             for offset, (name, color) in enumerate(colors.items()):
                 row = next((r for r in rows if r["comparison"] == name and r["metric"] == metric), None)
                 if row is None:
@@ -112,9 +116,11 @@ def figure(results: dict[str, dict], out: Path) -> None:
                 labelled.add(name)
         axis.axvline(1.0, color="#999", linestyle="--", linewidth=1)
         axis.set_xscale("log")
+        axis.xaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+        axis.xaxis.set_minor_formatter(NullFormatter())
         axis.set_title(f"{run} ({found['completed_trials']} trials)", fontsize=10)
         axis.set_xlabel("ratio at equal accuracy (95% interval)")
-        axis.set_yticks(range(len(HEADLINE)), HEADLINE, fontsize=8)
+        axis.set_yticks(range(len(shown)), shown, fontsize=8)
         axis.invert_yaxis()
     handles, labels = [], []
     for axis in axes[0]:
