@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import optuna
 import torch
 from optuna.artifacts import upload_artifact
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from safetensors.torch import save_file
 
 import objectives
@@ -334,10 +334,18 @@ def failure_budget(n_trials: int, max_failed: int | None) -> int:
     return max_failed or max(3, n_trials)
 
 
+def is_searched(trial: FrozenTrial) -> bool:
+    """A trial the search ran, not one ``nas ensemble`` built from stored trials (those do not count toward
+    ``n_trials``)."""
+    return "ensemble_members" not in trial.user_attrs
+
+
 def counts(study: optuna.Study) -> dict[str, int]:
+    """Trials per state, searched trials only (see :func:`is_searched`)."""
     tally = {state.name: 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
-        tally[trial.state.name] += 1
+        if is_searched(trial):
+            tally[trial.state.name] += 1
     return tally
 
 
@@ -378,7 +386,7 @@ def _is_surplus(study: optuna.Study, number: int, n_trials: int) -> bool:
     ahead = 0
     for trial in study.get_trials(deepcopy=False):
         pending = trial.state in (TrialState.RUNNING, TrialState.WAITING) and trial.number < number
-        if trial.state == TrialState.COMPLETE or pending:
+        if (trial.state == TrialState.COMPLETE or pending) and is_searched(trial):
             ahead += 1
     return ahead >= n_trials
 

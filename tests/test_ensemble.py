@@ -96,6 +96,11 @@ def test_ensemble_is_recorded_with_members_and_beats_its_best_member(study_url, 
     assert trial.user_attrs["feasible"] == (values["params"] <= PARAMS_CAP)
     assert set(record["objectives"]) == {"accuracy", "calibration", "params"}
     assert "objectives" not in trial.user_attrs and record["ensemble_selection"]["objective"] == "accuracy"
+    # a built ensemble does not count toward the search's n_trials: a resumed search still runs its own trials
+    from nas.study import _is_surplus, counts
+
+    assert counts(study)["COMPLETE"] == len(singles)
+    assert not _is_surplus(study, len(study.trials), len(singles) + 1)
 
 
 def test_ensemble_exports_loads_isolated_and_averages_its_members_softmax(study_url, built, capsys, tmp_path):

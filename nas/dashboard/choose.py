@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from ..analysis import ensemble_members
 from ..card import recipe_text
 from .source import Snapshot
 
@@ -39,9 +40,13 @@ def recipe_family(view: dict[str, Any]) -> str:
 
 
 def ensemble_size(view: dict[str, Any]) -> int:
+    """Members of the trial's model (a heterogeneous ensemble from 'nas ensemble' lists them)."""
     spec = view.get("spec") or {}
-    size = spec.get("ensemble", 1) if isinstance(spec, dict) else 1
-    return size if isinstance(size, int) and size > 0 else 1
+    try:
+        size = ensemble_members(spec) if isinstance(spec, dict) else 1
+    except (TypeError, ValueError):
+        return 1
+    return size if size > 0 else 1
 
 
 def recipe_words(view: dict[str, Any]) -> str:
