@@ -69,9 +69,9 @@ def _action(command: str, dest: str) -> tuple[argparse.ArgumentParser, argparse.
     return parser, next(action for action in value_options(parser) if action.dest == dest)
 
 
-def test_all_eight_sub_commands_are_walked():
+def test_all_nine_sub_commands_are_walked():
     assert set(sub_commands()) == {"search", "status", "export", "verify", "dashboard", "report", "analyze",
-                                   "worker"}
+                                   "worker", "ensemble"}
     assert {"search timeout", "worker retry_for", "dashboard port", "verify gap_tolerance", "status study_name"} \
         <= set(CASES)
 
