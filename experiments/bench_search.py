@@ -1,9 +1,12 @@
 """Benchmark: how fast each sampler (and early stopping) finds a good front, plus per-trial overhead and start-up.
 
     .venv/bin/python experiments/bench_search.py [--seeds 3] [--trials 30] [--variants random,tpe,tpe-es,...]
+    .venv/bin/python experiments/bench_search.py --config quickstart --trials 14 --variants random,tpe,tpe-es
 
-A cheap real config (scikit-learn digits, a small CNN space, 4 epochs, FGSM adversarial training searched;
-objectives accuracy, PGD accuracy and parameters). Every variant runs the same budget of COMPLETE trials for each
+``--config digits`` (default): a cheap real config (scikit-learn digits, a small CNN space, 4 epochs, FGSM
+adversarial training searched; objectives accuracy, PGD accuracy and parameters). ``--config quickstart``:
+``experiments/quickstart.toml`` itself (Fashion-MNIST, five objectives), its ``[study]`` table replaced.
+Every variant runs the same budget of COMPLETE trials for each
 seed, variants alternating within a seed, one thread per run (``--threads 1``, passive OpenMP wait). For each run:
 the hypervolume after each completed trial (objectives turned into losses, parameters on a log scale, each
 normalised by the values pooled over all runs, reference point 1.1 in every dimension: fixed for the whole
@@ -85,15 +88,25 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "nsga2": ("nsga2", "{}", ""),
     "tpe-es": ("tpe", "{}", "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
     "gp-es": ("gp", "{}", "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
+    "tpe-s4": ("tpe", "{ n_startup_trials = 4 }", ""),  # fewer random start-up trials for small budgets
+    "tpe-s4-es": ("tpe", "{ n_startup_trials = 4 }",
+                  "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
 }
-DIRECTIONS = ("maximize", "maximize", "minimize")  # accuracy, adversarial, params
+QUICKSTART = REPO / "experiments" / "quickstart.toml"
 
 
-def write_config(folder: Path, variant: str, trials: int) -> Path:
+def write_config(folder: Path, variant: str, trials: int, base: str) -> Path:
     sampler, options, extra = VARIANTS[variant]
     study_extra = f'sampler = "{sampler}"\nsampler_options = {options}\n{extra}'
     path = folder / f"{variant}.toml"
-    path.write_text(CONFIG.format(trials=trials, study_extra=study_extra))
+    if base == "digits":
+        path.write_text(CONFIG.format(trials=trials, study_extra=study_extra))
+    else:  # the quickstart experiment with this variant's [study] table
+        text = QUICKSTART.read_text()
+        start = text.index("[study]")
+        end = text.index("\n[", start + 1)
+        study = f'[study]\nname = "bench"\nn_trials = {trials}\nseed = 0\n{study_extra}\n'
+        path.write_text(text[:start] + study + text[end:])
     return path
 
 
@@ -112,10 +125,15 @@ def run(config: Path, storage: str, study_name: str, seed: int) -> tuple[float, 
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def losses(values: list[float]) -> list[float]:
-    """Objective values as losses; parameters on a log scale."""
-    accuracy, robust, params = values
-    return [1.0 - accuracy, 1.0 - robust, math.log10(max(params, 1.0))]
+def losses(values: list[float], names: list[str], directions: list[optuna.study.StudyDirection]) -> list[float]:
+    """Objective values as losses: 1 - score for maximised scores in [0, 1], log10 of parameters and FLOPs."""
+    found = []
+    for value, name, direction in zip(values, names, directions):
+        if name in ("params", "flops"):
+            found.append(math.log10(max(value, 1.0)))
+        else:
+            found.append(1.0 - value if direction == optuna.study.StudyDirection.MAXIMIZE else value)
+    return found
 
 
 def trajectory(study: optuna.Study) -> dict[str, Any]:
@@ -124,6 +142,7 @@ def trajectory(study: optuna.Study) -> dict[str, Any]:
                     key=lambda t: t.datetime_complete)
     start = min(t.datetime_start for t in trials)
     records = Records(study)
+    names, directions = study.user_attrs["objective_names"], study.directions
     rows, epochs = [], 0
     for trial in trials:
         record = records(trial)
@@ -133,7 +152,7 @@ def trajectory(study: optuna.Study) -> dict[str, Any]:
             total = (trial.datetime_complete - trial.datetime_start).total_seconds()
             evaluation = sum(o.get("seconds", 0.0) for o in (record.get("objectives") or {}).values())
             overhead = total - float(trial.user_attrs.get("train_seconds", 0.0)) - evaluation
-        rows.append({"losses": losses(trial.values) if trial.state == TrialState.COMPLETE else None,
+        rows.append({"losses": losses(trial.values, names, directions) if trial.state == TrialState.COMPLETE else None,
                      "seconds": (trial.datetime_complete - start).total_seconds(), "epochs": epochs,
                      "overhead": overhead,
                      "trial_seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()})
@@ -178,11 +197,20 @@ def quickstart_peak_rss_mb(folder: Path) -> float | None:
     return int(peak_kb) / 1024 if code == "0" else None
 
 
+def torch_peak_rss_mb() -> float:
+    """Peak RSS of a Python process that only imports torch: the floor under any search's memory."""
+    probe = ("import resource, subprocess, sys; subprocess.run([sys.executable, '-c', 'import torch'], check=True); "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    return int(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--config", choices=("digits", "quickstart"), default="digits")
+    parser.add_argument("--no-extras", action="store_true", help="skip the nas --help and peak-RSS lines")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     variants = args.variants.split(",")
@@ -199,18 +227,19 @@ def main() -> None:
             order = variants if seed % 2 == 0 else variants[::-1]  # alternate, so drift in load hits all
             for variant in order:
                 storage = f"sqlite:///{folder}/{variant}-{seed}.db"
-                wall, cpu = run(write_config(folder, variant, args.trials), storage, f"{variant}-{seed}", seed)
+                wall, cpu = run(write_config(folder, variant, args.trials, args.config), storage, f"{variant}-{seed}",
+                                seed)
                 study = optuna.load_study(study_name=f"{variant}-{seed}", storage=storage)
                 runs[variant, seed] = {"wall": wall, "cpu": cpu, **trajectory(study)}
                 print(f"seed {seed} {variant}: {wall:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr, flush=True)
-        rss = quickstart_peak_rss_mb(folder)
+        rss = None if args.no_extras else quickstart_peak_rss_mb(folder)
     pooled = np.array([row["losses"] for run_ in runs.values() for row in run_["rows"] if row["losses"]])
     low, high = pooled.min(axis=0), pooled.max(axis=0)
     for run_ in runs.values():
         run_["curve"] = hypervolume_curve(run_["rows"], low, high)
 
-    lines = [f"{args.trials} COMPLETE trials per run, {args.seeds} seeds, 1 thread; medians over seeds "
-             "(ratios per seed, then the median)", "",
+    lines = [f"{args.config} config, {args.trials} COMPLETE trials per run, {args.seeds} seeds, 1 thread; medians over "
+             "seeds (ratios per seed, then the median)", "",
              "| variant | final HV | HV vs random | wall s | CPU s | epochs | reaches random's HV | "
              "wall to reach / random's | epochs to reach / random's |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -241,9 +270,11 @@ def main() -> None:
                      if row["overhead"] is not None]
     overhead, trial = statistics.median(overheads), statistics.median(trial_seconds)
     lines += ["", f"Per trial outside training and evaluation (first trial of each run left out, it pays the lazy "
-              f"imports): median {overhead:.3f} s of a median {trial:.2f} s trial ({overhead / trial:.0%}).",
-              f"`nas --help`: {help_seconds():.2f} s wall.",
-              f"Quickstart (2 trials) peak RSS: {rss:.0f} MB." if rss else "Quickstart peak RSS: no Fashion-MNIST."]
+              f"imports): median {overhead:.3f} s of a median {trial:.2f} s trial ({overhead / trial:.0%})."]
+    if not args.no_extras:
+        lines.append(f"`nas --help`: {help_seconds():.2f} s wall.")
+        lines.append(f"Quickstart (2 trials) peak RSS: {rss:.0f} MB; `import torch` alone: "
+                     f"{torch_peak_rss_mb():.0f} MB." if rss else "Quickstart peak RSS: no Fashion-MNIST.")
     publish(lines, args.out)
 
 

@@ -1,12 +1,13 @@
 """Every use of Optuna's private API, in one place, each behind a small function with its own test.
 
 Optuna offers no public way to rank trials by constrained non-domination, to take the Pareto front of a
-list of trials, to compute a hypervolume, to run its heartbeat outside ``study.optimize``, or to reach a
-study's storage and a trial's id. We need all of these, so they live here: when Optuna changes one,
-``tests/test_optuna_compat.py`` names the helper that broke, and this module is the only one to fix.
+list of trials, to compute a hypervolume, to run its heartbeat outside ``study.optimize``, to reach a
+study's storage and a trial's id, or to store several trial attributes in one transaction. We need all of
+these, so they live here: when Optuna changes one, ``tests/test_optuna_compat.py`` names the helper that
+broke, and this module is the only one to fix.
 ``pyproject.toml`` keeps ``optuna<6`` until the next major has been checked against those tests.
 
-Storage subclasses in ``nas.storage`` also override two private hooks of ``RDBStorage``; their names are
+Storage subclasses in ``nas.storage`` also override private hooks of ``RDBStorage``; their names are
 listed in :data:`RDB_STORAGE_HOOKS` so the tests can check they still exist with the same signatures.
 """
 from __future__ import annotations
@@ -24,6 +25,8 @@ from optuna.trial import FrozenTrial
 RDB_STORAGE_HOOKS: dict[str, tuple[str, ...]] = {
     "_get_stale_trial_ids": ("self", "study_id"),
     "check_trial_is_updatable": ("self", "trial_id", "trial_state"),
+    "_set_trial_param": ("self", "trial_id", "param_name", "param_value_internal", "distribution",
+                         "previous_distribution"),
 }
 
 
@@ -79,6 +82,23 @@ def heartbeat_thread(trial_id_: int, storage: BaseStorage) -> AbstractContextMan
     from optuna.storages._heartbeat import get_heartbeat_thread
 
     return get_heartbeat_thread(trial_id_, storage)
+
+
+def write_trial_fields(storage: optuna.storages.RDBStorage, trial_id_: int,
+                       fields: Sequence[tuple[str, str, Any]]) -> None:
+    """Store ``(kind, name, value)`` fields of one RUNNING trial in one transaction: kind ``"user"`` or
+    ``"system"`` (an attribute and its value) or ``"param"`` (value: the arguments of ``RDBStorage._set_trial_param``
+    after the name). ``RDBStorage`` commits once per field, and on SQLite every commit waits for the disk."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    model = {"user": models.TrialUserAttributeModel, "system": models.TrialSystemAttributeModel}
+    with _create_scoped_session(storage.scoped_session, True) as session:
+        for kind, name, value in fields:
+            if kind == "param":
+                storage._set_trial_param_without_commit(session, trial_id_, name, *value)
+            else:
+                storage._set_trial_attr_without_commit(session, model[kind], trial_id_, name, value)
 
 
 def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:

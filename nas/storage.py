@@ -141,9 +141,54 @@ class _RDBStorage(optuna.storages.RDBStorage):
     A missed heartbeat is skipped: Optuna's thread dies on the first error, and the trial would later be failed as
     stale while it runs. A trial about to be failed as stale gets its ``fail_reason`` first (a finished trial takes
     no new attributes, and readers cache finished trials); :func:`retry_trial` then adds the retry's number.
+    Inside :meth:`one_transaction` a trial's attributes are buffered and committed together.
     """
 
     _amending = threading.local()
+    _batches = threading.local()  # per thread: {trial_id: {(kind, key): value}} while one_transaction is open
+
+    @contextlib.contextmanager
+    def one_transaction(self, trial_id: int) -> Iterator[None]:
+        """Parameters and user/system attributes this thread sets on trial ``trial_id`` inside the block are
+        committed in one transaction when it ends, also when it raises (what was set before the error is kept)."""
+        buffers = self._batches.__dict__.setdefault("buffers", {})
+        if trial_id in buffers:  # nested: the outer block commits
+            yield
+            return
+        buffers[trial_id] = {}
+        try:
+            yield
+        finally:
+            pending = buffers.pop(trial_id)
+            if pending:
+                optuna_compat.write_trial_fields(self, trial_id, [(*kind_name, value)
+                                                                  for kind_name, value in pending.items()])
+
+    def _pending(self, trial_id: int) -> dict[tuple[str, str], Any] | None:
+        return getattr(self._batches, "buffers", {}).get(trial_id)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        pending = self._pending(trial_id)
+        if pending is None:
+            super().set_trial_user_attr(trial_id, key, value)
+        else:
+            pending["user", key] = value
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        pending = self._pending(trial_id)
+        if pending is None:
+            super().set_trial_system_attr(trial_id, key, value)
+        else:
+            pending["system", key] = value
+
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: optuna.distributions.BaseDistribution,
+                         previous_distribution: optuna.distributions.BaseDistribution | None) -> None:
+        pending = self._pending(trial_id)
+        if pending is None:
+            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
+        else:
+            pending["param", param_name] = (param_value_internal, distribution, previous_distribution)
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -358,6 +403,14 @@ def fail_stranded_trial(study: optuna.Study, number: int, reason: str) -> int | 
     if failed.state != TrialState.FAIL or failed.user_attrs.get(FAIL_REASON) != reason:
         return None
     return retry_trial(study, failed)
+
+
+def one_transaction(trial: optuna.Trial) -> contextlib.AbstractContextManager[None]:
+    """The parameters sampled and the attributes and constraints set on ``trial`` inside the block are stored in one
+    transaction on an RDB storage (one commit, not one per field: an SQLite commit waits for the disk), elsewhere
+    as they come. Optuna's own trial object sees them at once; other processes when the block ends."""
+    backend = storage_backend(trial.study)
+    return backend.one_transaction(trial_id(trial)) if isinstance(backend, _RDBStorage) else contextlib.nullcontext()
 
 
 def heartbeat_enabled(study: optuna.Study) -> bool:

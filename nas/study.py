@@ -38,7 +38,8 @@ from .requirements import requirement_metrics, requirement_violation
 from .robust_training import make_batch_loss
 from .storage import (FAIL_REASON, HEARTBEAT_SECONDS, TrialStranded, default_artifact_dir, fail_trials_of_dead_workers,
                       heartbeat_enabled, heartbeat_thread, is_connection_error, mask_url, open_artifact_store,
-                      open_existing_storage, open_storage, strip_credentials, study_names, worker_id)
+                      one_transaction, open_existing_storage, open_storage, strip_credentials, study_names,
+                      worker_id)
 from .training import TrainingDiverged, resolve_device, train
 
 CONFIG_ATTR = "config"
@@ -159,16 +160,17 @@ class Experiment:
         seed = int(config["study"]["seed"]) + trial.number
         space = search_spaces.get(config["space"]["name"])
         ranges = {k: v for k, v in config["space"].items() if k != "name"}
-        spec = {**space.sample(trial, ranges), **self.dataset.preprocessing()}
-        recipe = sample_recipe(trial, config["training"])
         history: list[dict[str, float]] = []
-        record.update(spec=spec, recipe=recipe, history=history)
-        # Small scalar attributes only (what a plain Optuna client shows); the rest goes into the record.
-        trial.set_user_attr("spec_summary", search_spaces.summary(spec))
-        trial.set_user_attr("recipe_summary", recipe_summary(recipe))
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("config_hash", config_module.fingerprint(config))
-        trial.set_user_attr("device", str(self.device))
+        with one_transaction(trial):  # the sampled parameters and the first attributes, in one commit
+            spec = {**space.sample(trial, ranges), **self.dataset.preprocessing()}
+            recipe = sample_recipe(trial, config["training"])
+            record.update(spec=spec, recipe=recipe, history=history)
+            # Small scalar attributes only (what a plain Optuna client shows); the rest goes into the record.
+            trial.set_user_attr("spec_summary", search_spaces.summary(spec))
+            trial.set_user_attr("recipe_summary", recipe_summary(recipe))
+            trial.set_user_attr("seed", seed)
+            trial.set_user_attr("config_hash", config_module.fingerprint(config))
+            trial.set_user_attr("device", str(self.device))
 
         torch.manual_seed(seed)
         model = search_spaces.build(spec)
@@ -189,7 +191,6 @@ class Experiment:
 
         trained = train(model, recipe, self.dataset, self.device, seed, on_epoch=on_epoch,
                         batch_loss=self.batch_loss(recipe))
-        trial.set_user_attr("train_seconds", trained.seconds)
         record["outlier_families_seen"] = recipe.get("outlier_families_seen", [])
 
         # The study seed, not the trial seed: every trial is scored on the same validation subsets.
@@ -199,12 +200,14 @@ class Experiment:
         requirement_table = check_requirements(metrics, config["requirements"])
         record.update(objectives={name: result.to_json() for name, result in results.items()}, metrics=metrics,
                       requirements=requirement_table)
-        trial.set_user_attr("feasible", all(row["pass"] for row in requirement_table.values()))
-        # What early stopping compares across workers: a few numbers, readable without the record.
-        trial.set_user_attr(FINAL_METRICS_ATTR, {m: metrics[m] for m in config["requirements"] if m in metrics})
-        for metric, bound in config["requirements"].items():
-            trial.set_constraint(metric, requirement_violation(metrics.get(metric), bound))
-        self._store_artifacts(trial, model, results, record)
+        with one_transaction(trial):  # what the trial's end stores, in one commit
+            trial.set_user_attr("train_seconds", trained.seconds)
+            trial.set_user_attr("feasible", all(row["pass"] for row in requirement_table.values()))
+            # What early stopping compares across workers: a few numbers, readable without the record.
+            trial.set_user_attr(FINAL_METRICS_ATTR, {m: metrics[m] for m in config["requirements"] if m in metrics})
+            for metric, bound in config["requirements"].items():
+                trial.set_constraint(metric, requirement_violation(metrics.get(metric), bound))
+            self._store_artifacts(trial, model, results, record)
         values = tuple(results[name].value for name in self.objective_names)
         for name, value in zip(self.objective_names, values):
             if not math.isfinite(value):

@@ -40,6 +40,46 @@ def run_nas(*args: str, cwd: Path, timeout: float = PATIENCE,
     )
 
 
+DIGITS = {"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15, "test_fraction": 0.15}
+TINY_CNN = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1,
+            "batch_norm": True, "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1}
+
+
+def train_tiny(dataset, recipe: dict, spec: dict = TINY_CNN):
+    """A small CNN (``spec``) trained on ``dataset`` with ``recipe`` and its robust-training schemes, seed 0, on one
+    thread (module fixtures run outside ``_quiet_threads``); returned in eval mode."""
+    import torch
+
+    import search_spaces
+    from nas import training
+    from nas.robust_training import make_batch_loss
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = search_spaces.build({**spec, **dataset.preprocessing()})
+        training.train(model, recipe, dataset, torch.device("cpu"), seed=0,
+                       batch_loss=make_batch_loss(recipe, dataset.data_range))
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval()
+
+
+def smoke_study(storage: str, n_trials: int, search: bool = True):
+    """``experiments/smoke.toml`` in ``storage`` with ``n_trials``: (config, study), searched unless ``search`` is
+    False (then the caller runs it, e.g. with its own experiment)."""
+    from nas import config as config_module
+    from nas.study import Experiment, create_or_load, run_search
+
+    config = config_module.apply_overrides(config_module.load(EXPERIMENTS / "smoke.toml"),
+                                           {"study.storage": storage, "study.n_trials": n_trials})
+    study = create_or_load(config, resume=False)
+    if search:
+        run_search(study, Experiment.from_config(config), n_trials)
+    return config, study
+
+
 @pytest.fixture
 def nas_cli():
     return run_nas

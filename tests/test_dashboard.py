@@ -304,8 +304,8 @@ def _traces(page, graph: str) -> list[dict]:
         t => ({{type: t.type || 'scatter', name: t.name, n: (t.customdata || t.x || t.r || []).length}}))""")
 
 
-def _click_trial_point(page, number: int) -> None:
-    """Click the rendered marker whose customdata is ``number`` with the real mouse."""
+def trial_point_center(page, number: int) -> dict[str, float]:
+    """Where the Pareto plot draws the marker whose customdata is ``number`` (page coordinates)."""
     box = page.evaluate("""(number) => {
         const gd = document.querySelector('#pareto-graph .js-plotly-plot');
         const traces = gd.querySelectorAll('.scatterlayer .trace');
@@ -319,6 +319,12 @@ def _click_trial_point(page, number: int) -> None:
         return null;
     }""", number)
     assert box, f"trial {number} is not drawn in the Pareto plot"
+    return box
+
+
+def _click_trial_point(page, number: int) -> None:
+    """Click the rendered marker of trial ``number`` with the real mouse."""
+    box = trial_point_center(page, number)
     page.mouse.move(box["x"], box["y"])
     page.mouse.click(box["x"], box["y"])
 

@@ -178,10 +178,30 @@ def test_hopeless_trials_stop_at_the_first_rung_and_the_study_ends_with_n_comple
     assert all(lr_of(t) == GOOD_LR and len(trial_record(study, t)["history"]) == 3 for t in complete)
     good_rungs = [rung_records(t)[0]["values"][0] for t in trials if lr_of(t) == GOOD_LR and rung_records(t)]
     assert min(good_rungs) > max(rung_records(t)[0]["values"][0] for t in bad), "the screen must tell them apart"
+    # the dashboard's trial view shows the reason and one row per rung with the screened scores and the decision
+    from nas.dashboard import callbacks
+    from nas.dashboard.source import StudySource
+
+    snap = StudySource(config["study"]["storage"]).snapshot("halving")
+    page = _text(callbacks.trial_body(snap, snap.trials[bad[0].number]))
+    assert "Early-stopping rungs" in page and f"Stopped early: {bad[0].user_attrs[PRUNED_REASON]}" in page
+    row = callbacks.rung_table(snap, snap.trials[bad[0].number])
+    assert [r["decision"] for r in row] == ["stop"] and row[0]["accuracy ↑"] == rung_records(bad[0])[0]["values"][0]
+
+
+def _text(components) -> str:
+    """Every string in a Dash component tree, joined (what the page would show)."""
+    if isinstance(components, (list, tuple)):
+        return " ".join(_text(c) for c in components)
+    if isinstance(components, str):
+        return components
+    return _text(getattr(components, "children", None) or [])
 
 
 def test_two_workers_share_rung_decisions_through_a_journal_file(tmp_path):
-    config, study = create_with_queue(tmp_path, "duo-es", n_trials=3, queued=12)
+    # Four, not three: trial 1 (bad) may reach the rung first and finish, and trial 3 (bad, compared with the
+    # earlier trials) must then still be needed, whatever the order the workers get there in.
+    config, study = create_with_queue(tmp_path, "duo-es", n_trials=4, queued=12)
     env = {**os.environ, "COLUMNS": "200", "PYTHONWARNINGS": "ignore"}
     search = subprocess.run([sys.executable, "-m", "nas", "search", str(tmp_path / "duo-es.toml"), "--resume",
                              "--workers", "2", "--threads", "1"], cwd=tmp_path, env=env, capture_output=True,
@@ -189,7 +209,7 @@ def test_two_workers_share_rung_decisions_through_a_journal_file(tmp_path):
     assert search.returncode == 0, search.stdout + search.stderr
     study = optuna.load_study(study_name="duo-es", storage=open_storage(config["study"]["storage"]))
     trials = study.get_trials()
-    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 4
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     at_rung = {t.number: t for t in trials if rung_records(t)}
     assert len({t.user_attrs["worker"] for t in at_rung.values()}) == 2, "both workers must have reached the rung"

@@ -12,10 +12,10 @@ from torch import nn
 
 import objectives
 import search_spaces
-from nas import data, training
-from nas.robust_training import make_batch_loss
+from nas import data
 from nas.verify import budget_options
 from objectives import ood_sets
+from conftest import DIGITS, train_tiny
 from objectives.ood import DEFAULT_SETS, OOD, _JointBootstrap, auroc_along, fpr95_along, separation
 
 RECIPE = {"epochs": 12, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0,
@@ -27,22 +27,11 @@ SPEC = {"space": "cnn", "blocks": [{"channels": 8, "kernel": 3, "pool": "max"}],
 
 @pytest.fixture(scope="module")
 def digits() -> data.Dataset:
-    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15,
-                      "test_fraction": 0.15})
+    return data.load(DIGITS)
 
 
 def train(dataset: data.Dataset, **schemes) -> nn.Module:
-    recipe = {**RECIPE, **schemes}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run outside conftest's one-thread fixture
-    try:
-        torch.manual_seed(0)
-        model = search_spaces.build({**SPEC, **dataset.preprocessing()})
-        training.train(model, recipe, dataset, torch.device("cpu"), seed=0,
-                       batch_loss=make_batch_loss(recipe, dataset.data_range))
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return train_tiny(dataset, {**RECIPE, **schemes}, SPEC)
 
 
 @pytest.fixture(scope="module")

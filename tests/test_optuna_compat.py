@@ -100,3 +100,34 @@ def test_hypervolume_of_losses_up_to_a_reference():
     both = optuna_compat.hypervolume(np.array([[0.5, 0.25], [0.25, 0.5]]), reference)
     assert both == pytest.approx(0.5)
     assert optuna_compat.hypervolume(np.array([[1.5, 0.0]]), reference) == 0.0  # outside the reference box
+
+
+def test_one_transaction_stores_a_trials_fields_in_one_commit(tmp_path):
+    """Parameters, user and system attributes set inside ``nas.storage.one_transaction`` reach the database together
+    when the block ends (another connection sees none of them before), also when the block raises."""
+    from nas.storage import one_transaction
+
+    path = tmp_path / "batch.db"
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{path}", heartbeat_interval=None),
+                                directions=["maximize"])
+
+    def stored(table: str) -> int:
+        with sqlite3.connect(path, timeout=60) as connection:
+            return connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+    trial = study.ask()
+    with one_transaction(trial):
+        trial.suggest_float("lr", 1e-3, 1e-1, log=True)
+        trial.suggest_categorical("width", [8, 16])
+        trial.set_user_attr("seed", 7)
+        trial.set_constraint("accuracy", -0.5)
+        assert trial.params.keys() == {"lr", "width"} and trial.user_attrs["seed"] == 7  # the trial sees them now
+        assert (stored("trial_params"), stored("trial_user_attributes"), stored("trial_system_attributes")) == (0, 0, 0)
+    assert (stored("trial_params"), stored("trial_user_attributes"), stored("trial_system_attributes")) == (2, 1, 1)
+    with pytest.raises(RuntimeError), one_transaction(trial):
+        trial.set_user_attr("fail_reason", "diverged")
+        raise RuntimeError("the trial's own error")
+    study.tell(trial, 1.0)
+    (stored_trial,) = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{path}").trials
+    assert stored_trial.params["width"] in (8, 16) and stored_trial.user_attrs == {"seed": 7, "fail_reason": "diverged"}
+    assert list(stored_trial.constraints.values()) == [-0.5]

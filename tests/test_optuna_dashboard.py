@@ -14,10 +14,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 from optuna.artifacts import FileSystemArtifactStore
 
-from conftest import ARTIFACTS, EXPERIMENTS, PATIENCE, wait_for
-from nas import config as config_module
+from conftest import ARTIFACTS, PATIENCE, smoke_study, wait_for
 from nas.storage import open_existing_storage
-from nas.study import Experiment, create_or_load, run_search
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard", reason="pip install 'robust-nas[dev]' installs it")
 
@@ -44,10 +42,7 @@ def served(tmp_path_factory):
     """A two-trial smoke search in a temporary SQLite file, served by optuna-dashboard on a free port."""
     folder = tmp_path_factory.mktemp("optuna-dashboard")
     storage = f"sqlite:///{folder / 'nas.db'}"
-    config = config_module.apply_overrides(config_module.load(EXPERIMENTS / "smoke.toml"),
-                                           {"study.storage": storage, "study.n_trials": 2})
-    study = create_or_load(config, resume=False)
-    run_search(study, Experiment.from_config(config), 2)
+    _, study = smoke_study(storage, 2)
     study_id = open_existing_storage(storage).get_study_id_from_name(study.study_name)
     app = optuna_dashboard.wsgi(storage, artifact_store=FileSystemArtifactStore(str(folder / "artifacts")))
     server = make_server("127.0.0.1", 0, app, handler_class=_Quiet)

@@ -8,12 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXPERIMENTS
-from nas import config as config_module
+from conftest import smoke_study
 from nas.dashboard.source import Snapshot
 from nas.errors import UsageError
 from nas.records import RECORD_ATTR, RECORD_FIELDS, RecordError, Records, trial_record
-from nas.study import Experiment, create_or_load, run_search
+from nas.study import Experiment, run_search
 
 # Every user attribute of a trial together; optuna-dashboard renders them all in its trial list. Before records,
 # one smoke-robust trial carried about 9,700 bytes (objectives 6,600, metrics 1,700).
@@ -24,10 +23,7 @@ MAX_ATTR_BYTES = 1200
 def searched(tmp_path_factory):
     folder = tmp_path_factory.mktemp("records")
     storage = f"sqlite:///{folder / 'records.db'}"
-    config = config_module.apply_overrides(config_module.load(EXPERIMENTS / "smoke.toml"),
-                                           {"study.storage": storage, "study.n_trials": 2})
-    study = create_or_load(config, resume=False)
-    run_search(study, Experiment.from_config(config), 2)
+    _, study = smoke_study(storage, 2)
     return study, storage, folder
 
 
@@ -110,9 +106,7 @@ def test_studies_from_before_records_read_the_same_way():
 def test_a_stopped_trial_keeps_what_it_trained_as_its_record(tmp_path):
     """A trial that fails after training started still stores its spec, recipe and learning curve so far."""
     storage = f"sqlite:///{tmp_path / 'fail.db'}"
-    config = config_module.apply_overrides(config_module.load(EXPERIMENTS / "smoke.toml"),
-                                           {"study.storage": storage, "study.n_trials": 1})
-    study = create_or_load(config, resume=False)
+    config, study = smoke_study(storage, 1, search=False)
     experiment = Experiment.from_config(config)
 
     def fail_after_first_epoch(number: int, epoch: dict, epochs: int) -> None:

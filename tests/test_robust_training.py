@@ -20,7 +20,7 @@ from nas.robust_training import make_batch_loss
 from nas.storage import open_artifact_store
 from nas.study import Experiment
 
-from conftest import EXPERIMENTS
+from conftest import DIGITS, EXPERIMENTS, train_tiny
 
 BASE = {"epochs": 20, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0,
         "max_grad_norm": 0.0}
@@ -30,26 +30,12 @@ OUTLIERS = {"enabled": True, "families": ["mixup", "patch_permuted", "smoothed_n
 
 @pytest.fixture(scope="module")
 def digits() -> data.Dataset:
-    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15,
-                      "test_fraction": 0.15})
+    return data.load(DIGITS)
 
 
 def train(dataset: data.Dataset, **schemes) -> torch.nn.Module:
     """The same architecture and seed every time; only the training scheme differs."""
-    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1,
-            "batch_norm": True, "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1,
-            **dataset.preprocessing()}
-    recipe = {**BASE, **schemes}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run outside conftest's one-thread fixture
-    try:
-        torch.manual_seed(0)
-        model = search_spaces.build(spec)
-        training.train(model, recipe, dataset, torch.device("cpu"), seed=0,
-                       batch_loss=make_batch_loss(recipe, dataset.data_range))
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return train_tiny(dataset, {**BASE, **schemes})
 
 
 @pytest.fixture(scope="module")

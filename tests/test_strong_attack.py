@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 import objectives
-import search_spaces
-from nas import data, training
-from nas.robust_training import make_batch_loss
+from nas import data
 from objectives.adversarial import MASKING_FLAGS, pgd_attack
 from objectives.strong_attack import strong_attack
+
+from conftest import DIGITS, train_tiny
 
 RECIPE = {"epochs": 8, "batch_size": 64, "lr": 5e-3, "optimizer": "adam", "weight_decay": 0.0, "label_smoothing": 0.0,
           "max_grad_norm": 0.0}
@@ -49,25 +49,11 @@ class QuantisedInput(nn.Module):
 
 @pytest.fixture(scope="module")
 def digits() -> data.Dataset:
-    return data.load({"name": "digits", "seed": 0, "train_size": 600, "val_size": 200, "val_fraction": 0.15,
-                      "test_fraction": 0.15})
+    return data.load(DIGITS)
 
 
 def _train(dataset: data.Dataset, **schemes) -> nn.Module:
-    spec = {"space": "cnn", "blocks": [{"channels": 16, "kernel": 3, "pool": "max"}], "cardinality": 1,
-            "batch_norm": True, "activation": "relu", "dropout": 0.0, "hidden": 32, "ensemble": 1,
-            **dataset.preprocessing()}
-    recipe = {**RECIPE, **schemes}
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # module fixtures run outside conftest's one-thread fixture
-    try:
-        torch.manual_seed(0)
-        model = search_spaces.build(spec)
-        training.train(model, recipe, dataset, torch.device("cpu"), seed=0,
-                       batch_loss=make_batch_loss(recipe, dataset.data_range))
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval()
+    return train_tiny(dataset, {**RECIPE, **schemes})
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cli_types import non_empty_str
+from ..cli_types import add_storage_options, non_empty_str
 
 
 def run_report_command(args: argparse.Namespace) -> int:
@@ -29,9 +29,6 @@ def register_command(subparsers: Any) -> None:
         description="Write a single HTML file with plotly embedded: study summary, Pareto explorer plots, the front as "
                     "a table and each front trial's robustness summary. It opens without network access.",
     )
-    parser.add_argument("--storage", required=True, type=non_empty_str,
-                        help="storage URL used by 'nas search', e.g. sqlite:///runs/nas.db")
-    parser.add_argument("--study-name", type=non_empty_str,
-                        help="study to report on (optional when the storage holds exactly one study)")
+    add_storage_options(parser)
     parser.add_argument("--out", type=non_empty_str, help="HTML file to write (default: <study>-report.html)")
     parser.set_defaults(handler=run_report_command)

@@ -12,6 +12,7 @@ from dash import Input, Output, State, ctx, dcc, html, no_update
 from optuna.trial import FrozenTrial, TrialState
 
 from ..analysis import HEADLINE_METRICS, analyze
+from ..early_stopping import PRUNED_REASON, rung_records
 from ..errors import UsageError
 from . import choose, figures
 from .layout import architecture, card, table
@@ -60,7 +61,14 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
         header.append(html.P(f"Failed: {attrs.get('fail_reason', 'no reason recorded')}", className="error"))
     elif trial.state == TrialState.RUNNING:
         header.append(html.P("Still running: objectives appear when its evaluation finishes.", className="hint"))
+    elif trial.state == TrialState.PRUNED:
+        header.append(html.P(f"Stopped early: {pruned_reason(trial)}", className="hint"))
     body: list[Any] = [card(f"Trial {trial.number}", *header)]
+    rungs = rung_table(snap, trial)
+    if rungs:
+        body.append(card("Early-stopping rungs", table(rungs), id="rungs",
+                         hint="cheap screens of the objectives after these epochs, compared with the other trials "
+                              "that reached the same epoch; the best 1/reduction_factor continue"))
     recipe = [{"setting": k, "value": v} for k, v in (attrs.get("recipe") or {}).items()]
     body.append(html.Div([
         card("Architecture", architecture(spec) if spec else html.P(
@@ -107,6 +115,32 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
     if notes:
         body.append(html.Div([html.P(n, className="hint") for n in notes], className="card"))
     return body
+
+
+def pruned_reason(trial: FrozenTrial) -> str:
+    """Why a PRUNED trial stopped: early stopping's reason, or the study's trial count being reached."""
+    if trial.user_attrs.get(PRUNED_REASON):
+        return str(trial.user_attrs[PRUNED_REASON])
+    if trial.user_attrs.get("surplus"):
+        return "not trained: the study's n_trials COMPLETE trials were reached or under way in other workers"
+    return "no reason recorded"
+
+
+def rung_table(snap: Snapshot, trial: FrozenTrial) -> list[dict[str, Any]]:
+    """One row per early-stopping rung the trial reached: its screened objectives, its standing, the decision."""
+    rows = []
+    for rung in rung_records(trial):
+        values = rung.get("values") or []
+        row: dict[str, Any] = {"after epoch": rung["epoch"]}
+        row.update({snap.label(i): value for i, value in enumerate(values) if i < len(snap.names)})
+        row["standing"] = (f"{rung.get('position', 0) + 1} of {rung.get('competitors', '?')} "
+                           f"(best {rung.get('keep', '?')} continue)")
+        row["rank"] = rung.get("rank")
+        row["decision"] = rung.get("decision", "?")
+        row["reason"] = rung.get("reason", "")
+        row["seconds"] = rung.get("seconds")
+        rows.append(row)
+    return rows
 
 
 def compare_body(snap: Snapshot, trials: list[FrozenTrial]) -> list[Any]:

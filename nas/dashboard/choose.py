@@ -6,13 +6,11 @@ and the same importances. The choice stays with the user: the pick is a suggesti
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Any
 
-import optuna
 from optuna.trial import FrozenTrial
 
-from ..analysis import ensemble_members
+from ..analysis import ensemble_members, param_importances
 from ..card import recipe_text
 from .source import Snapshot
 
@@ -159,20 +157,10 @@ def importances(snap: Snapshot) -> tuple[dict[str, dict[str, float]], str | None
     varied = {n for n in searched if len({repr(t.params.get(n)) for t in completed if n in t.params}) > 1}
     if not varied:
         return {}, "No searched parameter took more than one value, so none can explain a difference."
-    # The top quantile holds at least 5 trials where the study allows (the evaluator's own advice), at most half.
-    quantile = min(0.5, max(0.1, 5 / len(completed)))
-    evaluator = optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
-    lower_better = snap.directions[0] == "minimize"  # PED-ANOVA ranks by the study's first direction
-    result: dict[str, dict[str, float]] = {}
-    for index, name in enumerate(snap.names):
-        sign = 1.0 if (snap.directions[index] == "minimize") == lower_better else -1.0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                values = optuna.importance.get_param_importances(
-                    snap.study, evaluator=evaluator, params=sorted(varied), normalize=True,
-                    target=lambda t, i=index, s=sign: s * t.values[i])
-            except (ValueError, RuntimeError, ZeroDivisionError) as error:
-                return {}, f"Parameter importance could not be computed ({type(error).__name__}: {error})."
-        result[name] = dict(values)
+    found, notes = param_importances(snap.study, completed)
+    result = {name: {param: value for param, value in found[name].items() if param in varied}
+              for name in snap.names if name in found}
+    if len(result) < len(snap.names):
+        why = next((f"{name}: {notes[name]}" for name in snap.names if name not in found and name in notes), "")
+        return {}, f"Parameter importance could not be computed ({why})."
     return result, None
