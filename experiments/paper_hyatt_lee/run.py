@@ -2,6 +2,7 @@
 write the result table (results.md) and figure (equal_accuracy.png) beside this file.
 
     python experiments/paper_hyatt_lee/run.py                   # search (about 45 min each, 1 thread), analyze
+    python experiments/paper_hyatt_lee/run.py --only letters-size --timeout 1800   # one search, then analyze all
     python experiments/paper_hyatt_lee/run.py --analyze-only    # re-draw from the stored studies
 
 Each search runs at one CPU thread with a time limit (--timeout, default 2,700 s: random sampling stops starting
@@ -24,6 +25,7 @@ RUNS = {  # config file -> what it isolates
     "fashion": "Fashion-MNIST, architecture only (robust training off)",
     "letters-robust": "letters A-J, architecture and robust training searched",
     "fashion-robust": "Fashion-MNIST, architecture and robust training searched",
+    "letters-size": "letters A-J, single models of widely varied width (architecture vs size)",
 }
 BIN_WIDTH = 2.0  # accuracy points: about 60 trials spread over ~15 points need bins this wide to hold both groups
 sys.path.insert(0, str(ROOT))
@@ -99,8 +101,14 @@ def figure(results: dict[str, dict], out: Path) -> None:
 
     shown = [m for m in HEADLINE if any(r["metric"] == m and r["ratio"] is not None
                                         for found in results.values() for r in found["comparisons"])]
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.8), sharey=True, squeeze=False)
-    for axis, (run, found) in zip(axes[0], results.items()):
+    columns = min(3, len(results))
+    rows_of_panels = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows_of_panels, columns, figsize=(5.2 * columns, 4.4 * rows_of_panels + 0.6),
+                             squeeze=False)
+    panels = list(axes.flat)
+    for axis in panels[len(results):]:
+        axis.set_visible(False)
+    for axis, (run, found) in zip(panels, results.items()):
         rows = [r for r in found["comparisons"] if r["metric"] in HEADLINE and r["ratio"] is not None]
         labelled: set[str] = set()
         for position, metric in enumerate(shown):
@@ -123,7 +131,7 @@ def figure(results: dict[str, dict], out: Path) -> None:
         axis.set_yticks(range(len(shown)), shown, fontsize=8)
         axis.invert_yaxis()
     handles, labels = [], []
-    for axis in axes[0]:
+    for axis in panels:
         for handle, label in zip(*axis.get_legend_handles_labels()):
             if label not in labels:
                 handles.append(handle)
@@ -132,7 +140,7 @@ def figure(results: dict[str, dict], out: Path) -> None:
              "size": "larger / smaller single models (median split)"}
     fig.legend(handles, [words.get(label, f"{label} / none") for label in labels], loc="lower center", ncol=5,
                fontsize=8)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(out, dpi=110)
 
 
