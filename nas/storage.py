@@ -145,27 +145,27 @@ class _RDBStorage(optuna.storages.RDBStorage):
     """
 
     _amending = threading.local()
-    _batches = threading.local()  # per thread: {trial_id: {(kind, key): value}} while one_transaction is open
+    _batches = threading.local()  # per thread: {(storage, trial_id): {(kind, name): value}} while a block is open
 
     @contextlib.contextmanager
     def one_transaction(self, trial_id: int) -> Iterator[None]:
         """Parameters and user/system attributes this thread sets on trial ``trial_id`` inside the block are
         committed in one transaction when it ends, also when it raises (what was set before the error is kept)."""
         buffers = self._batches.__dict__.setdefault("buffers", {})
-        if trial_id in buffers:  # nested: the outer block commits
+        if (id(self), trial_id) in buffers:  # nested: the outer block commits
             yield
             return
-        buffers[trial_id] = {}
+        buffers[id(self), trial_id] = {}
         try:
             yield
         finally:
-            pending = buffers.pop(trial_id)
+            pending = buffers.pop((id(self), trial_id))
             if pending:
                 optuna_compat.write_trial_fields(self, trial_id, [(*kind_name, value)
                                                                   for kind_name, value in pending.items()])
 
     def _pending(self, trial_id: int) -> dict[tuple[str, str], Any] | None:
-        return getattr(self._batches, "buffers", {}).get(trial_id)
+        return getattr(self._batches, "buffers", {}).get((id(self), trial_id))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         pending = self._pending(trial_id)
