@@ -82,8 +82,7 @@ pgd_steps = 5
 # name -> (sampler, sampler_options as TOML, extra [study] lines)
 VARIANTS: dict[str, tuple[str, str, str]] = {
     "random": ("random", "{}", ""),
-    "tpe": ("tpe", "{}", ""),  # our default: multivariate, group = true, start-up trials from the budget
-    "tpe-s8": ("tpe", "{ n_startup_trials = 8 }", ""),  # the default before the start-up followed the budget
+    "tpe": ("tpe", "{}", ""),  # our default: multivariate, group = true, 8 random start-up trials
     "tpe-plain": ("tpe", "{ group = false }", ""),  # the default before group = true was measured
     "gp": ("gp", "{}", ""),
     "nsga2": ("nsga2", "{}", ""),

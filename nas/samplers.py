@@ -30,8 +30,7 @@ def _with_defaults(cls: type[optuna.samplers.BaseSampler], **defaults: Any) -> F
 BUILT_IN: dict[str, Factory] = {
     # group=True: our space is conditional (per-block choices exist only at that depth); measured by
     # experiments/bench_search.py, it ends with a larger hypervolume than plain multivariate TPE at equal cost
-    "tpe": _with_defaults(optuna.samplers.TPESampler, multivariate=True, group=True, n_startup_trials=8),  # see
-    # startup_trials: the default for a known budget
+    "tpe": _with_defaults(optuna.samplers.TPESampler, multivariate=True, group=True, n_startup_trials=8),
     "nsga2": _with_defaults(optuna.samplers.NSGAIISampler, population_size=10),
     "nsga3": _with_defaults(optuna.samplers.NSGAIIISampler, population_size=10),
     "random": _with_defaults(optuna.samplers.RandomSampler),
@@ -65,20 +64,10 @@ def factory(name: str) -> Factory:
     return found
 
 
-def startup_trials(n_trials: int) -> int:
-    """Random trials before TPE or GP model the objectives, for a budget of ``n_trials``: a sixth of it, 4 to 8.
-    Measured by experiments/bench_search.py: with 14-24 trials, 4 reach random search's front sooner than 8."""
-    return min(8, max(4, int(n_trials) // 6))
-
-
-def create(name: str, seed: int, options: dict[str, Any] | None = None,
-           n_trials: int | None = None) -> optuna.samplers.BaseSampler:
+def create(name: str, seed: int, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
     """The sampler ``name`` seeded with ``seed`` and given ``options`` as keyword arguments; ``LookupError`` when
-    it is unknown, rejects an option or makes no sampler. With the study's budget ``n_trials``, the built-in
-    TPE and GP samplers get :func:`startup_trials` random start-up trials unless ``options`` set them."""
+    it is unknown, rejects an option or makes no sampler."""
     make = factory(name)
-    if n_trials and name in ("tpe", "gp") and "n_startup_trials" not in (options or {}):
-        options = {**(options or {}), "n_startup_trials": startup_trials(n_trials)}
     try:
         sampler = make(seed, **(options or {}))
     except TypeError as error:  # an option the constructor does not take

@@ -45,12 +45,10 @@ from .training import TrainingDiverged, resolve_device, train
 CONFIG_ATTR = "config"
 
 
-def create_sampler(name: str, seed: int, options: dict[str, Any] | None = None,
-                   n_trials: int | None = None) -> optuna.samplers.BaseSampler:
-    """The sampler ``name`` of the registry in :mod:`nas.samplers` (built-in, installed or a reference), its
-    defaults fitted to the study's budget ``n_trials`` where known."""
+def create_sampler(name: str, seed: int, options: dict[str, Any] | None = None) -> optuna.samplers.BaseSampler:
+    """The sampler ``name`` of the registry in :mod:`nas.samplers` (built-in, installed or a reference)."""
     try:
-        return samplers.create(name, seed, options, n_trials)
+        return samplers.create(name, seed, options)
     except LookupError as error:
         raise UsageError(f"study.sampler = {error}") from None
 
@@ -305,16 +303,14 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
                 "(or 'nas worker'), or start a new --study-name"
             )
         n_done = len(study.get_trials(deepcopy=False))
-        study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done, study_cfg["sampler_options"],
-                                       study_cfg["n_trials"])
+        study.sampler = create_sampler(study_cfg["sampler"], study_cfg["seed"] + n_done, study_cfg["sampler_options"])
         base = stored or _storable(config)
         study.set_user_attr(CONFIG_ATTR, {**base, "study": {**base["study"], "n_trials": study_cfg["n_trials"]}})
         return study
     directions = [objectives.get(n).direction for n in config["objectives"]]
     study = optuna.create_study(
         study_name=name, storage=storage, directions=directions,
-        sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"], study_cfg["sampler_options"],
-                               study_cfg["n_trials"]),
+        sampler=create_sampler(study_cfg["sampler"], study_cfg["seed"], study_cfg["sampler_options"]),
     )
     study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))

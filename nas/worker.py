@@ -122,7 +122,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                zlib.crc32(socket.gethostname().encode())]
     study.sampler = create_sampler(config["study"]["sampler"],
                                    int(numpy.random.SeedSequence(entropy).generate_state(1)[0]),
-                                   config["study"].get("sampler_options"), n_trials)
+                                   config["study"].get("sampler_options"))
     remote = not url.startswith(("sqlite", "journal:"))
     if remote and not os.path.isabs(str(experiment.artifact_dir)) and "://" not in config["study"]["artifacts"]:
         console.print(f"artifacts go to the relative folder {experiment.artifact_dir} on this host; "

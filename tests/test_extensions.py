@@ -220,21 +220,3 @@ def test_sampler_options_reach_the_sampler():
     theirs = first_points(create_sampler("tpe", 0, {"n_startup_trials": 2}))
     assert ours[:2] == theirs[:2] and ours[2:] != theirs[2:]
 
-
-def test_tpe_start_up_trials_follow_the_budget_unless_set():
-    """A sixth of n_trials, 4 to 8 random start-up trials; the user's n_startup_trials wins."""
-    from nas.study import create_sampler
-
-    def random_start(sampler, n: int = 10) -> int:
-        """How many of the first ``n`` trials match a random sampler of the same seed (TPE's start-up draws)."""
-        reference = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        study = optuna.create_study(sampler=sampler)
-        for each in (reference, study):
-            each.optimize(lambda trial: (trial.suggest_float("x", -1, 1) - 0.5) ** 2, n_trials=n)
-        same = [a.params["x"] == b.params["x"] for a, b in zip(reference.trials, study.trials)]
-        return same.index(False) if False in same else n
-
-    assert random_start(create_sampler("tpe", 0, n_trials=14)) == 4
-    assert random_start(create_sampler("tpe", 0, n_trials=36)) == 6
-    assert random_start(create_sampler("tpe", 0, n_trials=200)) == 8
-    assert random_start(create_sampler("tpe", 0, {"n_startup_trials": 2}, n_trials=200)) == 2
