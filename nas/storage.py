@@ -141,7 +141,7 @@ class _RDBStorage(optuna.storages.RDBStorage):
     A missed heartbeat is skipped: Optuna's thread dies on the first error, and the trial would later be failed as
     stale while it runs. A trial about to be failed as stale gets its ``fail_reason`` first (a finished trial takes
     no new attributes, and readers cache finished trials); :func:`retry_trial` then adds the retry's number.
-    Inside :meth:`one_transaction` a trial's attributes are buffered and committed together.
+    Inside :meth:`one_transaction` a trial's parameters and attributes are buffered and committed together.
     """
 
     _amending = threading.local()
