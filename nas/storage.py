@@ -164,31 +164,27 @@ class _RDBStorage(optuna.storages.RDBStorage):
                 optuna_compat.write_trial_fields(self, trial_id, [(*kind_name, value)
                                                                   for kind_name, value in pending.items()])
 
-    def _pending(self, trial_id: int) -> dict[tuple[str, str], Any] | None:
-        return getattr(self._batches, "buffers", {}).get((id(self), trial_id))
+    def _buffered(self, trial_id: int, kind: str, name: str, value: Any) -> bool:
+        """Keep the field for the open :meth:`one_transaction` of this trial; False when none is open."""
+        pending = getattr(self._batches, "buffers", {}).get((id(self), trial_id))
+        if pending is not None:
+            pending[kind, name] = value
+        return pending is not None
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        pending = self._pending(trial_id)
-        if pending is None:
+        if not self._buffered(trial_id, "user", key, value):
             super().set_trial_user_attr(trial_id, key, value)
-        else:
-            pending["user", key] = value
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        pending = self._pending(trial_id)
-        if pending is None:
+        if not self._buffered(trial_id, "system", key, value):
             super().set_trial_system_attr(trial_id, key, value)
-        else:
-            pending["system", key] = value
 
     def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
                          distribution: optuna.distributions.BaseDistribution,
                          previous_distribution: optuna.distributions.BaseDistribution | None) -> None:
-        pending = self._pending(trial_id)
-        if pending is None:
-            super()._set_trial_param(trial_id, param_name, param_value_internal, distribution, previous_distribution)
-        else:
-            pending["param", param_name] = (param_value_internal, distribution, previous_distribution)
+        arguments = (param_value_internal, distribution, previous_distribution)
+        if not self._buffered(trial_id, "param", param_name, arguments):
+            super()._set_trial_param(trial_id, param_name, *arguments)
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:

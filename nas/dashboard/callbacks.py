@@ -130,9 +130,8 @@ def rung_table(snap: Snapshot, trial: FrozenTrial) -> list[dict[str, Any]]:
     """One row per early-stopping rung the trial reached: its screened objectives, its standing, the decision."""
     rows = []
     for rung in rung_records(trial):
-        values = rung.get("values") or []
         row: dict[str, Any] = {"after epoch": rung["epoch"]}
-        row.update({snap.label(i): value for i, value in enumerate(values) if i < len(snap.names)})
+        row.update({snap.label(i): value for i, value in zip(range(len(snap.names)), rung.get("values") or [])})
         row["standing"] = (f"{rung.get('position', 0) + 1} of {rung.get('competitors', '?')} "
                            f"(best {rung.get('keep', '?')} continue)")
         row["rank"] = rung.get("rank")
