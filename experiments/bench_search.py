@@ -90,6 +90,7 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "gp-es": ("gp", "{}", "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
     "tpe-es-gentle": ("tpe", "{}", "early_stopping = { rungs = [1], reduction_factor = 2, min_trials = 4 }"),
     "tpe-s4": ("tpe", "{ n_startup_trials = 4 }", ""),  # fewer random start-up trials for small budgets
+    "tpe-anchors": ("tpe", "{}", 'initial_design = "anchors"'),  # smallest/largest model, robust on/off, first
     "tpe-s4-es": ("tpe", "{ n_startup_trials = 4 }",
                   "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
 }

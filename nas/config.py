@@ -29,6 +29,7 @@ from .early_stopping import EARLY_STOPPING_FIELDS, check_early_stopping
 from .errors import UsageError
 from .extensions import REFERENCE
 from .files import read_text
+from .initial_design import DESIGNS, check_enqueue
 from .recipe import RECIPE_FIELDS, check_recipe
 from .requirements import check_requirements_table
 from .schema import Declaration, check_table, check_value
@@ -50,6 +51,12 @@ STUDY_FIELDS: dict[str, Declaration] = {
     "device": {"type": str, "default": "auto"},
     "max_failed": {"type": int, "default": 0, "low": 0, "high": 100000,
                    "help": "stop after this many FAILED trials; 0 = n_trials"},
+    "enqueue": {"type": list, "default": [], "allow_empty": True,
+                "help": 'trials a new study runs first: tables of trial parameters, e.g. { "cnn.depth" = 2 } '
+                        "(what one leaves out is sampled)"},
+    "initial_design": {"type": str, "default": "none", "choices": DESIGNS,
+                       "help": "anchors: a new study first tries the smallest and the largest model with the searched "
+                               "robust training on, and the largest without (nas.initial_design)"},
     "early_stopping": {"type": dict, "default": {}, "table": EARLY_STOPPING_FIELDS,
                        "help": "successive halving over epochs (nas.early_stopping); off unless rungs are given"},
 }
@@ -228,6 +235,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     _check_strong_requirements(resolved)
     check_recipe(resolved)
     check_early_stopping(resolved)
+    check_enqueue(resolved)
     return resolved
 
 

@@ -29,6 +29,7 @@ import search_spaces
 
 from . import config as config_module
 from . import data as data_module
+from . import initial_design
 from . import samplers
 from .early_stopping import FINAL_METRICS_ATTR, EarlyStopping
 from .errors import UsageError
@@ -315,6 +316,7 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))
     study.set_user_attr("artifacts", str(config["study"]["artifacts"] or default_artifact_dir(study_cfg["storage"])))
+    initial_design.enqueue(study, config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config["objectives"]))

@@ -28,7 +28,9 @@ class SearchSpace:
     ``{low, high}``), which a config may narrow, widen or fix; ``low``/``high`` or ``choices`` are the hard
     limits it may not exceed. ``check`` validates a spec and returns the keyword arguments of ``model``, a
     plain ``nn.Module`` class in a module that imports only torch (``*_model.py``): training builds it and
-    ``nas export`` copies its source. ``searchable = False`` marks a space whose specs are assembled from stored
+    ``nas export`` copies its source. ``anchors(ranges)``, when given, returns the trial parameters (partial) of the
+    smallest and of the largest model of the searched ranges, which a study may try first (``nas.initial_design``).
+    ``searchable = False`` marks a space whose specs are assembled from stored
     trials (``ensemble``), not sampled: a config cannot name it and :func:`available` does not list it.
     """
 
@@ -39,6 +41,7 @@ class SearchSpace:
     model: type[nn.Module]
     summary: Callable[[dict[str, Any]], str]
     searchable: bool = True
+    anchors: Callable[[dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]] | None = None
 
     def build(self, spec: dict[str, Any]) -> nn.Module:
         """The model of ``spec`` with fresh weights: ``model(**check(spec))``, or an :class:`Ensemble` of them."""

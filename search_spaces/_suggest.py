@@ -5,7 +5,7 @@ A range value is one of: a scalar (fixed, nothing sampled), a list (categorical 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import optuna
 
@@ -39,3 +39,35 @@ def range_bounds(value: Any) -> list[Any]:
     if is_range(value):
         return [value["low"], value["high"]]
     return [value]
+
+
+def is_searched(value: Any) -> bool:
+    """Does this range sample a parameter (a list of several choices, or a range whose bounds differ)?"""
+    return (isinstance(value, list) and len(value) > 1) or (is_range(value) and value["low"] != value["high"])
+
+
+def ends(value: Any) -> tuple[Any, Any]:
+    """The smallest and the largest value a numeric range can take (a fixed value is both)."""
+    bounds = range_bounds(value)
+    return min(bounds), max(bounds)
+
+
+Pick = Callable[[str, str], Any]  # pick(parameter name, option) -> the option's value at this end of its range
+
+
+def extremes(ranges: dict[str, Any], layout: Callable[[Pick], None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The parameters of the smallest and of the largest model: ``layout(pick)`` calls ``pick`` for each capacity
+    parameter as ``sample`` would name it; searched ones are set to the low (high) end of their option's range."""
+    found = []
+    for end in (0, 1):
+        params: dict[str, Any] = {}
+
+        def pick(name: str, option: str) -> Any:
+            value = ends(ranges[option])[end]
+            if is_searched(ranges[option]):
+                params[name] = value
+            return value
+
+        layout(pick)
+        found.append(params)
+    return found[0], found[1]

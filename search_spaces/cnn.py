@@ -13,7 +13,7 @@ import optuna
 from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, default_ranges, is_int, is_number,
                     register, require, require_choice)
 from ._modules import ACTIVATIONS
-from ._suggest import suggest
+from ._suggest import Pick, extremes, suggest
 from .cnn_model import CNN
 
 POOLS = ["max", "avg", "none"]
@@ -125,4 +125,19 @@ def summary(spec: dict[str, Any]) -> str:
     return text
 
 
-SPACE = register(SearchSpace("cnn", PARAMS, sample, check, CNN, summary))
+def anchors(ranges: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The smallest and the largest CNN of the searched ranges as partial trial parameters: fewest (most) blocks,
+    channels, kernel size, hidden units and ensemble members; the rest is left to the sampler."""
+    r = {**default_ranges(PARAMS), **(ranges or {})}
+
+    def layout(pick: Pick) -> None:
+        for i in range(pick("cnn.depth", "depth")):
+            pick(f"cnn.block{i}.channels", "channels")
+            pick(f"cnn.block{i}.kernel", "kernel")
+        pick("cnn.hidden", "hidden")
+        pick("cnn.ensemble", "ensemble")
+
+    return extremes(r, layout)
+
+
+SPACE = register(SearchSpace("cnn", PARAMS, sample, check, CNN, summary, anchors=anchors))

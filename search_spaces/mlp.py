@@ -8,7 +8,7 @@ import optuna
 from ._base import (COMMON_KEYS, SearchSpace, SpecError, check_common, check_keys, default_ranges, is_int, is_number,
                     register, require, require_choice)
 from ._modules import ACTIVATIONS
-from ._suggest import suggest
+from ._suggest import Pick, extremes, suggest
 from .mlp_model import MLP
 
 # The searchable options: default range and hard limits of each (format: SearchSpace.params).
@@ -69,4 +69,17 @@ def summary(spec: dict[str, Any]) -> str:
     return text
 
 
-SPACE = register(SearchSpace("mlp", PARAMS, sample, check, MLP, summary))
+def anchors(ranges: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The smallest and the largest MLP of the searched ranges as partial trial parameters: fewest (most) layers,
+    units per layer and ensemble members; the rest is left to the sampler."""
+    r = {**default_ranges(PARAMS), **(ranges or {})}
+
+    def layout(pick: Pick) -> None:
+        for i in range(pick("mlp.depth", "depth")):
+            pick(f"mlp.layer{i}.width", "width")
+        pick("mlp.ensemble", "ensemble")
+
+    return extremes(r, layout)
+
+
+SPACE = register(SearchSpace("mlp", PARAMS, sample, check, MLP, summary, anchors=anchors))

@@ -1,0 +1,157 @@
+"""The trials a new study runs first: ``study.enqueue`` (architectures and recipes the user already knows) and,
+with ``study.initial_design = "anchors"``, the anchors of the front: the smallest and the largest model of the
+searched ranges with every searched robust-training scheme on, and the largest without them.
+
+Why anchors: a robustness front's ends are a small model (parameters), a large model trained robustly (OOD and
+adversarial objectives) and a large plain model (accuracy); random start-up trials find them by chance. Each entry
+is a partial set of trial parameters (Optuna's ``enqueue_trial``): what it leaves out is sampled as usual.
+
+Entries are checked against what the config searches before anything runs, by sampling the space and the recipe
+with a stand-in trial that records every parameter asked for and its distribution.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+
+import search_spaces
+
+from .errors import UsageError
+from .recipe import SUBTABLES, sample_recipe
+
+DESIGNS = ("anchors", "none")
+# Searched training schemes that buy robustness (measured: experiments/paper_hyatt_lee), switched on in the anchors.
+ROBUST_SWITCHES = tuple(f"train.{name}.enabled" for name in SUBTABLES)
+
+
+class _Probe:
+    """Stands in for an ``optuna.Trial`` while a config is sampled: answers each suggestion from ``given``, else
+    with the first (``end = 0``) or last (``end = -1``) value of its distribution, and records what was asked."""
+
+    def __init__(self, given: Mapping[str, Any], end: int) -> None:
+        self.given, self.end = given, end
+        self.asked: dict[str, BaseDistribution] = {}
+
+    def _answer(self, name: str, distribution: BaseDistribution, ends: tuple[Any, Any]) -> Any:
+        self.asked[name] = distribution
+        return self.given[name] if name in self.given else ends[self.end]
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        choices = tuple(choices)
+        return self._answer(name, CategoricalDistribution(choices), (choices[0], choices[-1]))
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
+        return self._answer(name, IntDistribution(low, high, log=log, step=step), (low, high))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None,
+                      log: bool = False) -> float:
+        return self._answer(name, FloatDistribution(low, high, log=log, step=step), (low, high))
+
+
+def searched_parameters(config: dict[str, Any], given: Mapping[str, Any] | None = None) -> dict[str, BaseDistribution]:
+    """Every trial parameter the config searches (with ``given`` values fixed), by name: the union over sampling
+    with all-first and all-last values, so parameters that exist only for some values (deeper blocks, an enabled
+    scheme's options) are included."""
+    space = search_spaces.get(config["space"]["name"])
+    ranges = {key: value for key, value in config["space"].items() if key != "name"}
+    found: dict[str, BaseDistribution] = {}
+    for end in (0, -1):
+        probe = _Probe(given or {}, end)
+        space.sample(probe, ranges)  # type: ignore[arg-type]
+        sample_recipe(probe, config["training"])  # type: ignore[arg-type]
+        found.update(probe.asked)
+    return found
+
+
+def flatten(entry: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"cnn": {"depth": 2}}`` (TOML's unquoted dotted keys) and ``{"cnn.depth": 2}`` alike: ``{"cnn.depth": 2}``."""
+    flat: dict[str, Any] = {}
+    for key, value in entry.items():
+        name = f"{prefix}{key}"
+        flat.update(flatten(value, f"{name}.") if isinstance(value, Mapping) else {name: value})
+    return flat
+
+
+def _contains(distribution: BaseDistribution, value: Any) -> bool:
+    if isinstance(distribution, CategoricalDistribution):
+        return any(type(value) is type(choice) and value == choice for choice in distribution.choices)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(distribution, IntDistribution):
+        return (isinstance(value, int) and distribution.low <= value <= distribution.high
+                and (value - distribution.low) % distribution.step == 0)
+    assert isinstance(distribution, FloatDistribution)
+    return distribution.low <= value <= distribution.high
+
+
+def _describe(distribution: BaseDistribution) -> str:
+    if isinstance(distribution, CategoricalDistribution):
+        return "one of " + ", ".join(repr(choice) for choice in distribution.choices)
+    kind = "an integer" if isinstance(distribution, IntDistribution) else "a number"
+    return f"{kind} in [{distribution.low}, {distribution.high}]"
+
+
+def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """``study.enqueue`` as flat parameter dicts; ``UsageError`` (one line naming the entry and the key) for a
+    parameter the config does not search or a value outside its searched range."""
+    entries = config["study"]["enqueue"]
+    checked = []
+    for index, entry in enumerate(entries):
+        where = f"config: study.enqueue[{index}]"
+        if not isinstance(entry, Mapping) or not entry:
+            raise UsageError(f"{where} must be a non-empty table of trial parameters, e.g. "
+                             '{ "cnn.depth" = 2, "train.lr" = 0.003 }, got ' + repr(entry)[:80])
+        params = flatten(entry)
+        try:
+            searched = searched_parameters(config, params)
+        except Exception as error:  # a custom space that needs a real trial, or a given value it cannot take
+            raise UsageError(f"{where}: the space and recipe could not be sampled with these parameters "
+                             f"({type(error).__name__}: {error})".splitlines()[0]) from None
+        for name, value in params.items():
+            if name not in searched:
+                raise UsageError(f"{where}: unknown parameter {name!r}; this config searches (with the entry's "
+                                 f"values): {', '.join(searched) or 'nothing'}; fix the name or drop it")
+            if not _contains(searched[name], value):
+                raise UsageError(f"{where}: {name} = {value!r} is outside what the config searches "
+                                 f"({_describe(searched[name])}); change the value or widen the range in the config")
+        checked.append(params)
+    return checked
+
+
+def anchors(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The anchor trials of :data:`DESIGNS` (partial parameters), or none when the space declares no anchors."""
+    space = search_spaces.get(config["space"]["name"])
+    if space.anchors is None:
+        return []
+    ranges = {key: value for key, value in config["space"].items() if key != "name"}
+    smallest, largest = space.anchors(ranges)
+    searched = searched_parameters(config)
+    switches = {name: True for name in ROBUST_SWITCHES
+                if name in searched and True in getattr(searched[name], "choices", ())}
+    design = [{**smallest, **switches}, {**largest, **switches}]
+    if switches:
+        design.append({**largest, **{name: False for name in switches}})
+    unique: list[dict[str, Any]] = []
+    for params in design:
+        if params and params not in unique:
+            unique.append(params)
+    return unique
+
+
+def plan(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a new study enqueues: the user's entries, then the anchors, at most ``n_trials`` of them in all."""
+    design = check_enqueue(config)
+    if config["study"]["initial_design"] == "anchors":
+        design += [params for params in anchors(config) if params not in design]
+    return design[:max(int(config["study"]["n_trials"]), 0)]
+
+
+def enqueue(study: optuna.Study, config: dict[str, Any]) -> int:
+    """Enqueue :func:`plan` on a study just created; how many trials were enqueued."""
+    design = plan(config)
+    for params in design:
+        study.enqueue_trial(params)
+    return len(design)
