@@ -29,7 +29,7 @@ from .early_stopping import EARLY_STOPPING_FIELDS, check_early_stopping
 from .errors import UsageError
 from .extensions import REFERENCE
 from .files import read_text
-from .initial_design import DESIGNS, check_enqueue
+from .initial_design import DESIGNS, WARM_START_FIELDS, check_enqueue
 from .recipe import RECIPE_FIELDS, check_recipe
 from .requirements import check_requirements_table
 from .schema import Declaration, check_table, check_value
@@ -54,6 +54,8 @@ STUDY_FIELDS: dict[str, Declaration] = {
     "enqueue": {"type": list, "default": [], "allow_empty": True,
                 "help": 'trials a new study runs first: tables of trial parameters, e.g. { "cnn.depth" = 2 } '
                         "(what one leaves out is sampled)"},
+    "warm_start": {"type": dict, "default": {}, "table": WARM_START_FIELDS,
+                   "help": "run the Pareto front of another study first (its parameters this config searches)"},
     "initial_design": {"type": str, "default": "none", "choices": DESIGNS,
                        "help": "anchors: a new study first tries the smallest and the largest model with the searched "
                                "robust training on, and the largest without (nas.initial_design)"},

@@ -1,6 +1,7 @@
-"""The trials a new study runs first: ``study.enqueue`` (architectures and recipes the user already knows) and,
-with ``study.initial_design = "anchors"``, the anchors of the front: the smallest and the largest model of the
-searched ranges with every searched robust-training scheme on, and the largest without them.
+"""The trials a new study runs first: ``study.enqueue`` (architectures and recipes the user already knows),
+``study.warm_start`` (the Pareto front of another study, e.g. a cheap search with fewer epochs or samples) and, with
+``study.initial_design = "anchors"``, the anchors of the front: the smallest and the largest model of the searched
+ranges with every searched robust-training scheme on, and the largest without them.
 
 Why anchors: a robustness front's ends are a small model (parameters), a large model trained robustly (OOD and
 adversarial objectives) and a large plain model (accuracy); random start-up trials find them by chance. Each entry
@@ -21,8 +22,17 @@ import search_spaces
 
 from .errors import UsageError
 from .recipe import SUBTABLES, sample_recipe
+from .schema import Declaration
 
 DESIGNS = ("anchors", "none")
+WARM_START_FIELDS: dict[str, Declaration] = {
+    "storage": {"type": str, "default": "", "allow_empty": True,
+                "help": "storage URL of the study to start from; empty = off"},
+    "study": {"type": str, "default": "", "allow_empty": True,
+              "help": "its name; empty = the only study in that storage"},
+    "max_trials": {"type": int, "default": 8, "low": 1, "high": 10000,
+                   "help": "at most this many of its Pareto-front trials are run first"},
+}
 # Searched training schemes that buy robustness (measured: experiments/paper_hyatt_lee), switched on in the anchors.
 ROBUST_SWITCHES = tuple(f"train.{name}.enabled" for name in SUBTABLES)
 
@@ -94,6 +104,43 @@ def _describe(distribution: BaseDistribution) -> str:
     return f"{kind} in [{distribution.low}, {distribution.high}]"
 
 
+def _searched_part(config: dict[str, Any], params: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``params`` this config searches at that value (the rest is left to the sampler)."""
+    kept = dict(params)
+    while True:  # dropping a value (e.g. a depth out of range) may remove the parameters that depended on it
+        searched = searched_parameters(config, kept)
+        valid = {name: value for name, value in kept.items() if name in searched and _contains(searched[name], value)}
+        if valid == kept:
+            return kept
+        kept = valid
+
+
+def warm_start(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameters of the Pareto front of ``study.warm_start`` (feasible trials when it has requirements), best
+    first by trial number, at most ``max_trials``, each cut to what this config searches; UsageError (one line)
+    when that study cannot be read."""
+    from .pareto import front_trials
+    from .storage import load_study
+
+    source = config["study"]["warm_start"]
+    if not source["storage"]:
+        return []
+    try:
+        study = load_study(source["storage"], source["study"] or None)
+    except UsageError as error:
+        raise UsageError(f"config: study.warm_start: {error}") from None
+    trials, _ = front_trials(study)
+    found = []
+    for trial in trials:
+        try:
+            params = _searched_part(config, trial.params)
+        except Exception:  # values this space cannot even be sampled with (another space's): nothing to keep
+            continue
+        if params and params not in found:
+            found.append(params)
+    return found[:source["max_trials"]]
+
+
 def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
     """``study.enqueue`` as flat parameter dicts; ``UsageError`` (one line naming the entry and the key) for a
     parameter the config does not search or a value outside its searched range."""
@@ -142,16 +189,15 @@ def anchors(config: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def plan(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """What a new study enqueues: the user's entries, then the anchors, at most ``n_trials`` of them in all."""
+    """What a new study enqueues: the user's entries, the warm start's front, then the anchors, at most
+    ``n_trials`` of them in all (read before the study is created: a source that cannot be read creates nothing)."""
     design = check_enqueue(config)
-    if config["study"]["initial_design"] == "anchors":
-        design += [params for params in anchors(config) if params not in design]
+    extra = warm_start(config) + (anchors(config) if config["study"]["initial_design"] == "anchors" else [])
+    design += [params for params in extra if params not in design]
     return design[:max(int(config["study"]["n_trials"]), 0)]
 
 
-def enqueue(study: optuna.Study, config: dict[str, Any]) -> int:
-    """Enqueue :func:`plan` on a study just created; how many trials were enqueued."""
-    design = plan(config)
+def enqueue(study: optuna.Study, design: list[dict[str, Any]]) -> None:
+    """Enqueue the trials of :func:`plan` on a study just created, in order."""
     for params in design:
         study.enqueue_trial(params)
-    return len(design)

@@ -270,9 +270,10 @@ def flatten_metrics(results: dict[str, objectives.ObjectiveResult]) -> dict[str,
 
 # ---------------------------------------------------------------------------------------------- study
 def _storable(config: dict[str, Any]) -> dict[str, Any]:
-    """The config as stored on the study: plain JSON, the storage URL without credentials."""
+    """The config as stored on the study: plain JSON, storage URLs without credentials."""
     stored = json.loads(json.dumps(config))
-    stored["study"]["storage"] = strip_credentials(stored["study"]["storage"])
+    for table in (stored["study"], stored["study"]["warm_start"]):
+        table["storage"] = strip_credentials(table["storage"])
     return stored
 
 
@@ -282,6 +283,7 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     study_cfg = config["study"]
     # A resumed study must exist: a mistyped storage path or study name is an error, not a new empty study.
     url = study_cfg["storage"]
+    design = [] if resume else initial_design.plan(config)  # first: a warm start that cannot be read creates nothing
     storage = open_existing_storage(url, HEARTBEAT_SECONDS) if resume else open_storage(url)
     name = study_cfg["name"]
     existing = study_names(storage)
@@ -316,7 +318,7 @@ def create_or_load(config: dict[str, Any], resume: bool) -> optuna.Study:
     study.set_user_attr(CONFIG_ATTR, _storable(config))
     study.set_user_attr("objective_names", list(config["objectives"]))
     study.set_user_attr("artifacts", str(config["study"]["artifacts"] or default_artifact_dir(study_cfg["storage"])))
-    initial_design.enqueue(study, config)
+    initial_design.enqueue(study, design)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(config["objectives"]))

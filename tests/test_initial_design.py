@@ -117,3 +117,45 @@ def test_a_bad_entry_is_one_line_naming_it(case, tmp_path, capsys, monkeypatch):
     for fragment in fragments:
         assert fragment in err, (fragment, err)
     assert not (tmp_path / "runs").exists()  # nothing was created
+
+
+def test_a_warm_start_runs_the_front_of_another_study_first(tmp_path):
+    """A cheap search's front seeds a new one: each front trial's parameters that the new config searches, in
+    trial order (here channels are fixed at 8, so the source's channel choices are left out)."""
+    source = config_of(tmp_path, n_trials=4, design="none")
+    cheap = create_or_load(source, resume=False)
+    run_search(cheap, Experiment.from_config(source), 4)
+    front = sorted(cheap.best_trials, key=lambda t: t.number)
+
+    (tmp_path / "full.toml").write_text(
+        TOML.format(n_trials=len(front) + 1, design="none",
+                    enqueue=f'warm_start = {{ storage = "sqlite:///{tmp_path}/design.db", study = "design" }}')
+        .replace('name = "design"', 'name = "full"').replace("channels = [4, 8]", "channels = 8")
+        .replace("sqlite:///runs/design.db", f"sqlite:///{tmp_path}/full.db"))
+    config = config_module.load(tmp_path / "full.toml")
+    study = create_or_load(config, resume=False)
+    waiting = study.get_trials(deepcopy=False)
+    assert len(waiting) == len(front) and all(t.state.name == "WAITING" for t in waiting)
+    for trial, best in zip(waiting, front):
+        fixed = trial.system_attrs["fixed_params"]
+        assert fixed == {k: v for k, v in best.params.items() if not k.endswith(".channels")}, (fixed, best.params)
+    run_search(study, Experiment.from_config(config), len(front) + 1)
+    assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE"] * (len(front) + 1)
+
+
+def test_a_warm_start_that_cannot_be_read_creates_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.toml").write_text(TOML.format(n_trials=2, design="none",
+                                                 enqueue='warm_start = { storage = "sqlite:///runs/none.db" }'))
+    assert main(["search", "w.toml"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "study.warm_start: storage sqlite:///runs/none.db" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_stored_config_keeps_no_warm_start_password(tmp_path):
+    from nas.study import _storable
+
+    config = config_of(tmp_path)
+    config["study"]["warm_start"]["storage"] = "postgresql://nas:s3cret@db.example/nas"
+    assert "s3cret" not in str(_storable(config))
