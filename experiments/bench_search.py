@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -91,24 +92,36 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "tpe-es-gentle": ("tpe", "{}", "early_stopping = { rungs = [1], reduction_factor = 2, min_trials = 4 }"),
     "tpe-s4": ("tpe", "{ n_startup_trials = 4 }", ""),  # fewer random start-up trials for small budgets
     "tpe-anchors": ("tpe", "{}", 'initial_design = "anchors"'),  # smallest/largest model, robust on/off, first
+    # a cheap search first (1 epoch, a third of the training data, half the trials), whose front the full search
+    # runs first (study.warm_start); the cheap search's time and epochs count toward the variant's
+    "tpe-warm": ("tpe", "{}", ""),
     "tpe-s4-es": ("tpe", "{ n_startup_trials = 4 }",
                   "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
 }
 QUICKSTART = REPO / "experiments" / "quickstart.toml"
+WARM = {"tpe-warm"}
 
 
-def write_config(folder: Path, variant: str, trials: int, base: str) -> Path:
+def cheap_version(text: str) -> str:
+    """The config with 1 epoch and a third of the training samples: the warm start's cheap search."""
+    text = re.sub(r"^epochs = \d+$", "epochs = 1", text, flags=re.M)
+    return re.sub(r"^train_size = (\d+)$", lambda m: f"train_size = {int(m.group(1)) // 3}", text, flags=re.M)
+
+
+def write_config(folder: Path, variant: str, trials: int, base: str, *, cheap: bool = False,
+                 warm_start: str = "") -> Path:
     sampler, options, extra = VARIANTS[variant]
-    study_extra = f'sampler = "{sampler}"\nsampler_options = {options}\n{extra}'
-    path = folder / f"{variant}.toml"
+    study_extra = f'sampler = "{sampler}"\nsampler_options = {options}\n{extra}\n{warm_start}'
+    path = folder / f"{variant}{'-cheap' if cheap else ''}.toml"
     if base == "digits":
-        path.write_text(CONFIG.format(trials=trials, study_extra=study_extra))
+        text = CONFIG.format(trials=trials, study_extra=study_extra)
     else:  # the quickstart experiment with this variant's [study] table
         text = QUICKSTART.read_text()
         start = text.index("[study]")
         end = text.index("\n[", start + 1)
         study = f'[study]\nname = "bench"\nn_trials = {trials}\nseed = 0\n{study_extra}\n'
-        path.write_text(text[:start] + study + text[end:])
+        text = text[:start] + study + text[end:]
+    path.write_text(cheap_version(text) if cheap else text)
     return path
 
 
@@ -172,6 +185,14 @@ def hypervolume_curve(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndar
     return curve
 
 
+def after(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """The run ``then`` as if it started when ``first`` ended: its seconds and epochs offset by ``first``'s."""
+    last = first["rows"][-1]
+    rows = [{**row, "seconds": row["seconds"] + last["seconds"], "epochs": row["epochs"] + last["epochs"]}
+            for row in then["rows"]]
+    return {"wall": first["wall"] + then["wall"], "cpu": first["cpu"] + then["cpu"], "rows": rows}
+
+
 def first_reaching(curve: list[float], rows: list[dict[str, Any]], target: float) -> tuple[float, float] | None:
     for value, row in zip(curve, rows):
         if value >= target - 1e-12:
@@ -228,11 +249,21 @@ def main() -> None:
         for seed in range(args.seeds):
             order = variants if seed % 2 == 0 else variants[::-1]  # alternate, so drift in load hits all
             for variant in order:
-                storage = f"sqlite:///{folder}/{variant}-{seed}.db"
-                wall, cpu = run(write_config(folder, variant, args.trials, args.config), storage, f"{variant}-{seed}",
-                                seed)
-                study = optuna.load_study(study_name=f"{variant}-{seed}", storage=storage)
+                storage, name = f"sqlite:///{folder}/{variant}-{seed}.db", f"{variant}-{seed}"
+                cheap, warm_start = None, ""
+                if variant in WARM:
+                    cheap_storage = f"sqlite:///{folder}/{variant}-cheap-{seed}.db"
+                    cheap_wall, cheap_cpu = run(write_config(folder, variant, max(args.trials // 2, 4), args.config,
+                                                             cheap=True), cheap_storage, f"{name}-cheap", seed)
+                    cheap = {"wall": cheap_wall, "cpu": cheap_cpu,
+                             **trajectory(optuna.load_study(study_name=f"{name}-cheap", storage=cheap_storage))}
+                    warm_start = f'warm_start = {{ storage = "{cheap_storage}", study = "{name}-cheap" }}'
+                wall, cpu = run(write_config(folder, variant, args.trials, args.config, warm_start=warm_start),
+                                storage, name, seed)
+                study = optuna.load_study(study_name=name, storage=storage)
                 runs[variant, seed] = {"wall": wall, "cpu": cpu, **trajectory(study)}
+                if cheap is not None:  # the cheap search came first: its time and epochs count
+                    runs[variant, seed] = after(cheap, runs[variant, seed])
                 print(f"seed {seed} {variant}: {wall:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr, flush=True)
         rss = None if args.no_extras else quickstart_peak_rss_mb(folder)
     pooled = np.array([row["losses"] for run_ in runs.values() for row in run_["rows"] if row["losses"]])

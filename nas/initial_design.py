@@ -25,6 +25,7 @@ from .recipe import SUBTABLES, sample_recipe
 from .schema import Declaration
 
 DESIGNS = ("anchors", "none")
+ORIGIN_ATTR = "origin"  # on an enqueued trial: where its parameters come from
 WARM_START_FIELDS: dict[str, Declaration] = {
     "storage": {"type": str, "default": "", "allow_empty": True,
                 "help": "storage URL of the study to start from; empty = off"},
@@ -115,10 +116,10 @@ def _searched_part(config: dict[str, Any], params: Mapping[str, Any]) -> dict[st
         kept = valid
 
 
-def warm_start(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The parameters of the Pareto front of ``study.warm_start`` (feasible trials when it has requirements), best
-    first by trial number, at most ``max_trials``, each cut to what this config searches; UsageError (one line)
-    when that study cannot be read."""
+def warm_start(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """The parameters of the Pareto front of ``study.warm_start`` (feasible trials when it has requirements), in
+    trial order, at most ``max_trials``, each cut to what this config searches, with where each came from;
+    UsageError (one line) when that study cannot be read."""
     from .pareto import front_trials
     from .storage import load_study
 
@@ -130,14 +131,14 @@ def warm_start(config: dict[str, Any]) -> list[dict[str, Any]]:
     except UsageError as error:
         raise UsageError(f"config: study.warm_start: {error}") from None
     trials, _ = front_trials(study)
-    found = []
+    found: list[tuple[dict[str, Any], str]] = []
     for trial in trials:
         try:
             params = _searched_part(config, trial.params)
         except Exception:  # values this space cannot even be sampled with (another space's): nothing to keep
             continue
-        if params and params not in found:
-            found.append(params)
+        if params and params not in [seen for seen, _ in found]:
+            found.append((params, f"warm start: trial {trial.number} of study {study.study_name!r}"))
     return found[:source["max_trials"]]
 
 
@@ -168,8 +169,9 @@ def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
     return checked
 
 
-def anchors(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """The anchor trials of :data:`DESIGNS` (partial parameters), or none when the space declares no anchors."""
+def anchors(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """The anchor trials of :data:`DESIGNS` (partial parameters) and what each is, or none when the space
+    declares no anchors."""
     space = search_spaces.get(config["space"]["name"])
     if space.anchors is None:
         return []
@@ -178,26 +180,32 @@ def anchors(config: dict[str, Any]) -> list[dict[str, Any]]:
     searched = searched_parameters(config)
     switches = {name: True for name in ROBUST_SWITCHES
                 if name in searched and True in getattr(searched[name], "choices", ())}
-    design = [{**smallest, **switches}, {**largest, **switches}]
+    robust = ", robust training on" if switches else ""
+    design = [({**smallest, **switches}, f"anchor: the smallest model{robust}"),
+              ({**largest, **switches}, f"anchor: the largest model{robust}")]
     if switches:
-        design.append({**largest, **{name: False for name in switches}})
-    unique: list[dict[str, Any]] = []
-    for params in design:
-        if params and params not in unique:
-            unique.append(params)
+        design.append(({**largest, **{name: False for name in switches}}, "anchor: the largest model, plain training"))
+    unique: list[tuple[dict[str, Any], str]] = []
+    for params, origin in design:
+        if params and params not in [seen for seen, _ in unique]:
+            unique.append((params, origin))
     return unique
 
 
-def plan(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """What a new study enqueues: the user's entries, the warm start's front, then the anchors, at most
-    ``n_trials`` of them in all (read before the study is created: a source that cannot be read creates nothing)."""
-    design = check_enqueue(config)
+def plan(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    """What a new study enqueues, with where each trial comes from: the user's entries, the warm start's front, then
+    the anchors, at most ``n_trials`` in all (read before the study is created: a source that cannot be read
+    creates nothing)."""
+    design = [(params, f"study.enqueue[{index}]") for index, params in enumerate(check_enqueue(config))]
     extra = warm_start(config) + (anchors(config) if config["study"]["initial_design"] == "anchors" else [])
-    design += [params for params in extra if params not in design]
+    for params, origin in extra:
+        if params not in [seen for seen, _ in design]:
+            design.append((params, origin))
     return design[:max(int(config["study"]["n_trials"]), 0)]
 
 
-def enqueue(study: optuna.Study, design: list[dict[str, Any]]) -> None:
-    """Enqueue the trials of :func:`plan` on a study just created, in order."""
-    for params in design:
-        study.enqueue_trial(params)
+def enqueue(study: optuna.Study, design: list[tuple[dict[str, Any], str]]) -> None:
+    """Enqueue the trials of :func:`plan` on a study just created, in order, each saying where it comes from
+    (user attribute ``origin``, shown by the dashboard)."""
+    for params, origin in design:
+        study.enqueue_trial(params, user_attrs={ORIGIN_ATTR: origin})

@@ -80,6 +80,15 @@ def smoke_study(storage: str, n_trials: int, search: bool = True):
     return config, study
 
 
+def component_text(components) -> str:
+    """Every string in a Dash component tree, joined (what the page would show)."""
+    if isinstance(components, (list, tuple)):
+        return " ".join(component_text(c) for c in components)
+    if isinstance(components, str):
+        return components
+    return component_text(getattr(components, "children", None) or [])
+
+
 @pytest.fixture
 def nas_cli():
     return run_nas

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import PATIENCE, run_nas
+from conftest import PATIENCE, component_text, run_nas
 
 from nas import config as config_module
 from nas.records import trial_record
@@ -183,19 +183,10 @@ def test_hopeless_trials_stop_at_the_first_rung_and_the_study_ends_with_n_comple
     from nas.dashboard.source import StudySource
 
     snap = StudySource(config["study"]["storage"]).snapshot("halving")
-    page = _text(callbacks.trial_body(snap, snap.trials[bad[0].number]))
+    page = component_text(callbacks.trial_body(snap, snap.trials[bad[0].number]))
     assert "Early-stopping rungs" in page and f"Stopped early: {bad[0].user_attrs[PRUNED_REASON]}" in page
     row = callbacks.rung_table(snap, snap.trials[bad[0].number])
     assert [r["decision"] for r in row] == ["stop"] and row[0]["accuracy ↑"] == rung_records(bad[0])[0]["values"][0]
-
-
-def _text(components) -> str:
-    """Every string in a Dash component tree, joined (what the page would show)."""
-    if isinstance(components, (list, tuple)):
-        return " ".join(_text(c) for c in components)
-    if isinstance(components, str):
-        return components
-    return _text(getattr(components, "children", None) or [])
 
 
 def test_two_workers_share_rung_decisions_through_a_journal_file(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+from conftest import component_text
 
 from nas import config as config_module
 from nas import initial_design
@@ -48,7 +49,7 @@ def config_of(tmp_path, n_trials=6, design="anchors", enqueue="", name="design.t
 
 def test_anchors_are_the_extremes_of_the_searched_ranges(tmp_path):
     config = config_of(tmp_path)
-    smallest, largest, plain = initial_design.anchors(config)
+    (smallest, _), (largest, _), (plain, _) = initial_design.anchors(config)
     assert smallest == {"cnn.depth": 1, "cnn.block0.channels": 4, "cnn.block0.kernel": 3, "cnn.hidden": 0,
                         "cnn.ensemble": 1, "train.adversarial.enabled": True}
     assert largest == {"cnn.depth": 2, "cnn.block0.channels": 8, "cnn.block0.kernel": 5, "cnn.block1.channels": 8,
@@ -58,10 +59,12 @@ def test_anchors_are_the_extremes_of_the_searched_ranges(tmp_path):
     fixed = copy.deepcopy(config)
     fixed["training"]["adversarial"]["enabled"], fixed["space"]["ensemble"] = False, 1
     sizes = initial_design.anchors(fixed)
-    assert len(sizes) == 2 and all("train.adversarial.enabled" not in p and "cnn.ensemble" not in p for p in sizes)
+    assert [origin for _, origin in sizes] == ["anchor: the smallest model", "anchor: the largest model"]
+    assert all("train.adversarial.enabled" not in p and "cnn.ensemble" not in p for p, _ in sizes)
     mlp = config_module.resolve({"space": {"name": "mlp", "depth": 2, "width": [32, 64]}})
-    assert initial_design.anchors(mlp) == [{"mlp.layer0.width": 32, "mlp.layer1.width": 32, "mlp.ensemble": 1},
-                                           {"mlp.layer0.width": 64, "mlp.layer1.width": 64, "mlp.ensemble": 3}]
+    assert [params for params, _ in initial_design.anchors(mlp)] == [
+        {"mlp.layer0.width": 32, "mlp.layer1.width": 32, "mlp.ensemble": 1},
+        {"mlp.layer0.width": 64, "mlp.layer1.width": 64, "mlp.ensemble": 3}]
 
 
 def test_a_new_study_runs_its_design_first_and_a_resumed_one_does_not_again(tmp_path):
@@ -71,9 +74,11 @@ def test_a_new_study_runs_its_design_first_and_a_resumed_one_does_not_again(tmp_
     run_search(study, Experiment.from_config(config), 5)
     trials = study.get_trials(deepcopy=False)
     assert [t.state.name for t in trials] == ["COMPLETE"] * 5
-    expected = [{"cnn.depth": 2, "train.lr": 0.002, "cnn.block1.channels": 4}, *initial_design.anchors(config)]
-    for trial, params in zip(trials, expected):  # in order, each with every enqueued value; the rest sampled
+    expected = [({"cnn.depth": 2, "train.lr": 0.002, "cnn.block1.channels": 4}, "study.enqueue[0]"),
+                *initial_design.anchors(config)]
+    for trial, (params, origin) in zip(trials, expected):  # in order, each with every enqueued value; the rest sampled
         assert {key: trial.params[key] for key in params} == params
+        assert trial.user_attrs["origin"] == origin
     assert trials[4].system_attrs.get("fixed_params") is None  # sampled as usual after the design
 
     again = create_or_load(config, resume=True)
@@ -85,6 +90,8 @@ def test_a_new_study_runs_its_design_first_and_a_resumed_one_does_not_again(tmp_
 def test_the_design_is_cut_to_the_trial_budget(tmp_path):
     config = config_of(tmp_path, n_trials=2)
     assert initial_design.plan(config) == initial_design.anchors(config)[:2]
+    assert [origin for _, origin in initial_design.plan(config)] == [
+        "anchor: the smallest model, robust training on", "anchor: the largest model, robust training on"]
     assert initial_design.plan(config_of(tmp_path, design="none")) == []
 
 
@@ -139,8 +146,16 @@ def test_a_warm_start_runs_the_front_of_another_study_first(tmp_path):
     for trial, best in zip(waiting, front):
         fixed = trial.system_attrs["fixed_params"]
         assert fixed == {k: v for k, v in best.params.items() if not k.endswith(".channels")}, (fixed, best.params)
+        assert trial.user_attrs["origin"] == f"warm start: trial {best.number} of study 'design'"
     run_search(study, Experiment.from_config(config), len(front) + 1)
     assert [t.state.name for t in study.get_trials(deepcopy=False)] == ["COMPLETE"] * (len(front) + 1)
+    # the dashboard's trial view says where an enqueued trial comes from
+    from nas.dashboard import callbacks
+    from nas.dashboard.source import StudySource
+
+    snap = StudySource(config["study"]["storage"]).snapshot("full")
+    page = component_text(callbacks.trial_body(snap, snap.trials[0]))
+    assert f"Run first, from warm start: trial {front[0].number} of study 'design'" in page
 
 
 def test_a_warm_start_that_cannot_be_read_creates_nothing(tmp_path, capsys, monkeypatch):

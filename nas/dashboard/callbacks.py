@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ..analysis import HEADLINE_METRICS, analyze
 from ..early_stopping import PRUNED_REASON, rung_records
 from ..errors import UsageError
+from ..initial_design import ORIGIN_ATTR
 from . import choose, figures
 from .layout import architecture, card, table
 from .source import (
@@ -55,6 +56,8 @@ def trial_body(snap: Snapshot, trial: FrozenTrial) -> list[Any]:
     attrs = snap.record(trial)
     spec = attrs.get("spec") or {}
     header: list[Any] = [_badges(snap, trial), html.P(attrs.get("spec_summary", ""), className="hint")]
+    if trial.user_attrs.get(ORIGIN_ATTR):  # enqueued before sampling: study.enqueue, warm start or an anchor
+        header.append(html.P(f"Run first, from {trial.user_attrs[ORIGIN_ATTR]}", className="hint"))
     if attrs.get("record_problem"):
         header.append(html.P(attrs["record_problem"], className="error"))
     if trial.state == TrialState.FAIL:
