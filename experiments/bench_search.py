@@ -6,7 +6,9 @@
 ``--config digits`` (default): a cheap real config (scikit-learn digits, a small CNN space, 4 epochs, FGSM
 adversarial training searched; objectives accuracy, PGD accuracy and parameters). ``--config quickstart``:
 ``experiments/quickstart.toml`` itself (Fashion-MNIST, five objectives), its ``[study]`` table replaced.
-Every variant runs the same budget of COMPLETE trials for each
+``--epochs N`` trains every trial N epochs instead (early stopping needs long trainings to pay). Variant
+``tpe-warm`` first runs a cheap search (1 epoch, a third of the training data, half the trials) and starts the
+full one from its front (``study.warm_start``), the cheap search's time and epochs counted. Every variant runs the same budget of COMPLETE trials for each
 seed, variants alternating within a seed, one thread per run (``--threads 1``, passive OpenMP wait). For each run:
 the hypervolume after each completed trial (objectives turned into losses, parameters on a log scale, each
 normalised by the values pooled over all runs, reference point 1.1 in every dimension: fixed for the whole
@@ -90,6 +92,8 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     "tpe-es": ("tpe", "{}", "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
     "gp-es": ("gp", "{}", "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
     "tpe-es-gentle": ("tpe", "{}", "early_stopping = { rungs = [1], reduction_factor = 2, min_trials = 4 }"),
+    # ASHA's rungs for longer trainings (run with --epochs 10)
+    "tpe-es13": ("tpe", "{}", "early_stopping = { rungs = [1, 3], reduction_factor = 3, min_trials = 4 }"),
     "tpe-s4": ("tpe", "{ n_startup_trials = 4 }", ""),  # fewer random start-up trials for small budgets
     "tpe-anchors": ("tpe", "{}", 'initial_design = "anchors"'),  # smallest/largest model, robust on/off, first
     # a cheap search first (1 epoch, a third of the training data, half the trials), whose front the full search
@@ -109,7 +113,7 @@ def cheap_version(text: str) -> str:
 
 
 def write_config(folder: Path, variant: str, trials: int, base: str, *, cheap: bool = False,
-                 warm_start: str = "") -> Path:
+                 warm_start: str = "", epochs: int | None = None) -> Path:
     sampler, options, extra = VARIANTS[variant]
     study_extra = f'sampler = "{sampler}"\nsampler_options = {options}\n{extra}\n{warm_start}'
     path = folder / f"{variant}{'-cheap' if cheap else ''}.toml"
@@ -121,6 +125,8 @@ def write_config(folder: Path, variant: str, trials: int, base: str, *, cheap: b
         end = text.index("\n[", start + 1)
         study = f'[study]\nname = "bench"\nn_trials = {trials}\nseed = 0\n{study_extra}\n'
         text = text[:start] + study + text[end:]
+    if epochs:
+        text = re.sub(r"^epochs = \d+$", f"epochs = {epochs}", text, flags=re.M)
     path.write_text(cheap_version(text) if cheap else text)
     return path
 
@@ -233,6 +239,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--config", choices=("digits", "quickstart"), default="digits")
+    parser.add_argument("--epochs", type=int, help="train every trial this many epochs (default: the config's)")
     parser.add_argument("--no-extras", action="store_true", help="skip the nas --help and peak-RSS lines")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -258,8 +265,8 @@ def main() -> None:
                     cheap = {"wall": cheap_wall, "cpu": cheap_cpu,
                              **trajectory(optuna.load_study(study_name=f"{name}-cheap", storage=cheap_storage))}
                     warm_start = f'warm_start = {{ storage = "{cheap_storage}", study = "{name}-cheap" }}'
-                wall, cpu = run(write_config(folder, variant, args.trials, args.config, warm_start=warm_start),
-                                storage, name, seed)
+                wall, cpu = run(write_config(folder, variant, args.trials, args.config, warm_start=warm_start,
+                                             epochs=args.epochs), storage, name, seed)
                 study = optuna.load_study(study_name=name, storage=storage)
                 runs[variant, seed] = {"wall": wall, "cpu": cpu, **trajectory(study)}
                 if cheap is not None:  # the cheap search came first: its time and epochs count
@@ -271,8 +278,9 @@ def main() -> None:
     for run_ in runs.values():
         run_["curve"] = hypervolume_curve(run_["rows"], low, high)
 
-    lines = [f"{args.config} config, {args.trials} COMPLETE trials per run, {args.seeds} seeds, 1 thread; medians over "
-             "seeds (ratios per seed, then the median)", "",
+    trained = f", {args.epochs} epochs per trial" if args.epochs else ""
+    lines = [f"{args.config} config{trained}, {args.trials} COMPLETE trials per run, {args.seeds} seeds, 1 thread; "
+             "medians over seeds (ratios per seed, then the median)", "",
              "| variant | final HV | HV vs random | wall s | CPU s | epochs | reaches random's HV | "
              "wall to reach / random's | epochs to reach / random's |",
              "|---|---|---|---|---|---|---|---|---|"]
