@@ -155,9 +155,15 @@ def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
         params = flatten(entry)
         try:
             searched = searched_parameters(config, params)
-        except Exception as error:  # a custom space that needs a real trial, or a given value it cannot take
-            raise UsageError(f"{where}: the space and recipe could not be sampled with these parameters "
-                             f"({type(error).__name__}: {error})".splitlines()[0]) from None
+        except Exception as error:  # a value sample() cannot take (e.g. depth = "two"): name it below if we can
+            try:
+                searched = searched_parameters(config)
+            except Exception:  # a space of your own whose sample() needs more than suggest_*
+                searched = {}
+            if not searched or all(name in searched and _contains(searched[name], value)
+                                   for name, value in params.items()):
+                raise UsageError(f"{where}: the space and recipe could not be sampled with these parameters "
+                                 f"({type(error).__name__}: {error})".splitlines()[0]) from None
         for name, value in params.items():
             if name not in searched:
                 raise UsageError(f"{where}: unknown parameter {name!r}; this config searches (with the entry's "
@@ -177,7 +183,12 @@ def anchors(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
         return []
     ranges = {key: value for key, value in config["space"].items() if key != "name"}
     smallest, largest = space.anchors(ranges)
-    searched = searched_parameters(config)
+    try:
+        searched = searched_parameters(config)
+    except Exception as error:  # a space of your own whose sample() needs more than suggest_*
+        raise UsageError(f"config: study.initial_design = 'anchors': space {config['space']['name']!r} could not be "
+                         f"sampled by a stand-in trial ({type(error).__name__}: {error}); "
+                         "use initial_design = 'none'".splitlines()[0]) from None
     switches = {name: True for name in ROBUST_SWITCHES
                 if name in searched and True in getattr(searched[name], "choices", ())}
     robust = ", robust training on" if switches else ""

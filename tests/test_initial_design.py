@@ -105,6 +105,8 @@ BAD = {
                                          ["study.enqueue[0] must be a non-empty table"]),
     "out of range": ('enqueue = [ { cnn.depth = 3 } ]',
                      ["study.enqueue[0]: cnn.depth = 3 is outside what the config searches (an integer in [1, 2])"]),
+    "a value sample() cannot take": ('enqueue = [ { cnn.depth = "two" } ]',
+                                     ["cnn.depth = 'two' is outside what the config searches (an integer in [1, 2])"]),
     "not a choice": ('enqueue = [ { "cnn.block0.channels" = 16 } ]', ["one of 4, 8"]),
     "wrong type": ('enqueue = [ { "train.adversarial.enabled" = "yes" } ]', ["one of True, False"]),
     "not a table": ('enqueue = [ 3 ]', ["study.enqueue[0] must be a non-empty table of trial parameters"]),
