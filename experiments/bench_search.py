@@ -8,8 +8,9 @@ adversarial training searched; objectives accuracy, PGD accuracy and parameters)
 ``experiments/quickstart.toml`` itself (Fashion-MNIST, five objectives), its ``[study]`` table replaced.
 ``--epochs N`` trains every trial N epochs instead (early stopping needs long trainings to pay). Variant
 ``tpe-warm`` first runs a cheap search (1 epoch, a third of the training data, half the trials) and starts the
-full one from its front (``study.warm_start``), the cheap search's time and epochs counted. Every variant runs the same budget of COMPLETE trials for each
-seed, variants alternating within a seed, one thread per run (``--threads 1``, passive OpenMP wait). For each run:
+full one from its front (``study.warm_start``), the cheap search's time and epochs counted. Every variant runs
+the same budget of COMPLETE trials for each seed, variants alternating within a seed, one thread per run
+(``--threads 1``, passive OpenMP wait). For each run:
 the hypervolume after each completed trial (objectives turned into losses, parameters on a log scale, each
 normalised by the values pooled over all runs, reference point 1.1 in every dimension: fixed for the whole
 benchmark), and the wall-clock and trained epochs (pruned trials included) at which it first reaches random

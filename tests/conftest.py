@@ -80,6 +80,56 @@ def smoke_study(storage: str, n_trials: int, search: bool = True):
     return config, study
 
 
+ISOLATED_RELOAD = r'''
+import importlib, importlib.util, sys
+site, folder, count = sys.argv[1:]
+sys.path.append(site)
+sys.path.insert(0, folder)
+for name in ("nas", "search_spaces", "objectives"):
+    if importlib.util.find_spec(name) is not None:
+        raise SystemExit(f"isolation broken: {name} is importable")
+import torch
+from safetensors.torch import load_file, save_file
+for index in range(int(count)):
+    net = importlib.import_module(f"model_{index}").build()
+    net.load_state_dict(load_file(f"{folder}/weights_{index}.safetensors"), strict=True)
+    with torch.no_grad():
+        logits = net.eval()(load_file(f"{folder}/inputs_{index}.safetensors")["x"])
+    save_file({"logits": logits.contiguous()}, f"{folder}/logits_{index}.safetensors")
+'''
+
+
+def assert_exports_reload_identically(folder: Path, models: list) -> list:
+    """Each ``(spec, model)``: its generated ``model.py``, run by an interpreter where our packages cannot be
+    imported, loads the model's weights and gives the same logits on 5 random inputs as ``search_spaces.build``
+    with them. Returns the exported logits."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    import search_spaces
+    from nas import codegen
+
+    for index, (spec, model) in enumerate(models):
+        (folder / f"model_{index}.py").write_text(codegen.generate(spec), encoding="utf-8")
+        save_file(model.state_dict(), str(folder / f"weights_{index}.safetensors"))
+        save_file({"x": torch.rand(5, *spec["input_shape"])}, str(folder / f"inputs_{index}.safetensors"))
+    (folder / "isolated.py").write_text(ISOLATED_RELOAD)
+    site = str(Path(torch.__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-I", "-S", str(folder / "isolated.py"), site, str(folder),
+                             str(len(models))], capture_output=True, text=True, timeout=PATIENCE, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    exported = []
+    for index, (spec, _) in enumerate(models):
+        reference = search_spaces.build(spec)
+        reference.load_state_dict(load_file(str(folder / f"weights_{index}.safetensors")), strict=True)
+        with torch.no_grad():
+            expected = reference.eval()(load_file(str(folder / f"inputs_{index}.safetensors"))["x"])
+        logits = load_file(str(folder / f"logits_{index}.safetensors"))["logits"]
+        torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0, msg=lambda m: f"{spec}: {m}")
+        exported.append(logits)
+    return exported
+
+
 def component_text(components) -> str:
     """Every string in a Dash component tree, joined (what the page would show)."""
     if isinstance(components, (list, tuple)):

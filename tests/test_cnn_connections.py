@@ -3,17 +3,12 @@ sampled spec builds, trains a step, exports and reloads (our packages blocked) t
 as before."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import optuna
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from conftest import assert_exports_reload_identically
 
 import search_spaces
-from nas import codegen
 from nas import config as config_module
 from nas.errors import UsageError
 from search_spaces import SpecError
@@ -27,25 +22,6 @@ SHAPES = ([1, 28, 28], [3, 9, 7], [2, 30])
 BASE = {"space": "cnn", "input_shape": [1, 8, 8], "num_classes": 3, "cardinality": 1, "batch_norm": False,
         "activation": "relu", "dropout": 0.0, "hidden": 0, "ensemble": 1,
         "blocks": [{"channels": 4, "kernel": 3, "pool": "none"}, {"channels": 4, "kernel": 3, "pool": "max"}]}
-
-ISOLATED = r'''
-import importlib, importlib.util, sys
-site, folder, count = sys.argv[1:]
-sys.path.append(site)
-sys.path.insert(0, folder)
-for name in ("nas", "search_spaces", "objectives"):
-    if importlib.util.find_spec(name) is not None:
-        raise SystemExit(f"isolation broken: {name} is importable")
-import torch
-from safetensors.torch import load_file, save_file
-for index in range(int(count)):
-    net = importlib.import_module(f"model_{index}").build()
-    net.load_state_dict(load_file(f"{folder}/weights_{index}.safetensors"), strict=True)
-    with torch.no_grad():
-        logits = net.eval()(load_file(f"{folder}/inputs_{index}.safetensors")["x"])
-    save_file({"logits": logits.contiguous()}, f"{folder}/logits_{index}.safetensors")
-'''
-
 
 def _sampled(n: int = 12) -> list[dict]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,7 +44,7 @@ def test_the_rich_space_reaches_every_connection_and_deep_stacks():
 
 
 def test_every_sampled_spec_builds_trains_a_step_exports_and_reloads_identically(tmp_path):
-    specs = _sampled()
+    specs, trained = _sampled(), []
     for index, spec in enumerate(specs):
         torch.manual_seed(index)
         model = search_spaces.build(spec).train()
@@ -80,22 +56,8 @@ def test_every_sampled_spec_builds_trains_a_step_exports_and_reloads_identically
         optimizer.step()
         assert torch.isfinite(loss), spec
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), spec
-        (tmp_path / f"model_{index}.py").write_text(codegen.generate(spec), encoding="utf-8")
-        save_file(model.state_dict(), str(tmp_path / f"weights_{index}.safetensors"))
-        save_file({"x": torch.rand(5, *spec["input_shape"])}, str(tmp_path / f"inputs_{index}.safetensors"))
-    (tmp_path / "isolated.py").write_text(ISOLATED)
-    site = str(Path(torch.__file__).resolve().parents[1])
-    result = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "isolated.py"), site, str(tmp_path),
-                             str(len(specs))], capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    for index, spec in enumerate(specs):
-        reference = search_spaces.build(spec)
-        reference.load_state_dict(load_file(str(tmp_path / f"weights_{index}.safetensors")), strict=True)
-        with torch.no_grad():
-            expected = reference.eval()(load_file(str(tmp_path / f"inputs_{index}.safetensors"))["x"])
-        exported = load_file(str(tmp_path / f"logits_{index}.safetensors"))["logits"]
-        assert exported.shape == (5, 4)
-        torch.testing.assert_close(exported, expected, atol=1e-6, rtol=0, msg=lambda m: f"{spec}: {m}")
+        trained.append((spec, model))
+    assert all(logits.shape == (5, 4) for logits in assert_exports_reload_identically(tmp_path, trained))
 
 
 def _count(model: torch.nn.Module) -> int:

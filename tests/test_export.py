@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from conftest import assert_exports_reload_identically
 from optuna.trial import TrialState
 from safetensors.torch import load as load_bytes
 from safetensors.torch import load_file, save_file
@@ -214,26 +215,6 @@ def test_codegen_matches_search_space_build(tmp_path, name):
         torch.testing.assert_close(generated.eval()(x), reference.eval()(x), atol=1e-6, rtol=0)
 
 
-SAMPLED_SCRIPT = r'''
-import importlib.util, sys
-site, folder, count = sys.argv[1:]
-sys.path.append(site)
-sys.path.insert(0, folder)
-for name in ("nas", "search_spaces", "objectives"):
-    if importlib.util.find_spec(name) is not None:
-        raise SystemExit(f"isolation broken: {name} is importable")
-import torch
-from safetensors.torch import load_file, save_file
-for index in range(int(count)):
-    module = importlib.import_module(f"model_{index}")
-    net = module.build()
-    net.load_state_dict(load_file(f"{folder}/weights_{index}.safetensors"), strict=True)
-    inputs = load_file(f"{folder}/inputs_{index}.safetensors")["x"]
-    with torch.no_grad():
-        save_file({"logits": net.eval()(inputs).contiguous()}, f"{folder}/logits_{index}.safetensors")
-'''
-
-
 def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tmp_path):
     """For every space, specs sampled from its full limits: model.py, run where our packages cannot be imported,
     gives the same logits as ``search_spaces.build`` on the same weights (one model source, not a re-implementation)."""
@@ -251,26 +232,13 @@ def test_exported_source_is_the_trained_code_for_sampled_specs_of_every_space(tm
                     "normalize": {"mean": [0.1 * c for c in range(shape[0])],
                                   "std": [0.5 + c for c in range(shape[0])]}}
             cases.append(spec)
+    models = []
     for index, spec in enumerate(cases):
         torch.manual_seed(index)
         reference = search_spaces.build(spec)
         _randomise_batch_norm(reference)
-        (tmp_path / f"model_{index}.py").write_text(codegen.generate(spec), encoding="utf-8")
-        save_file(reference.state_dict(), str(tmp_path / f"weights_{index}.safetensors"))
-        save_file({"x": torch.rand(5, *spec["input_shape"])}, str(tmp_path / f"inputs_{index}.safetensors"))
-    script = tmp_path / "sampled.py"
-    script.write_text(SAMPLED_SCRIPT)
-    site = str(Path(torch.__file__).resolve().parents[1])
-    result = subprocess.run([sys.executable, "-I", "-S", str(script), site, str(tmp_path), str(len(cases))],
-                            capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    for index, spec in enumerate(cases):
-        reference = search_spaces.build(spec)
-        reference.load_state_dict(load_file(str(tmp_path / f"weights_{index}.safetensors")))
-        with torch.no_grad():
-            expected = reference.eval()(load_file(str(tmp_path / f"inputs_{index}.safetensors"))["x"])
-        torch.testing.assert_close(load_file(str(tmp_path / f"logits_{index}.safetensors"))["logits"], expected,
-                                   atol=1e-6, rtol=0, msg=lambda m: f"{spec}: {m}")
+        models.append((spec, reference))
+    assert_exports_reload_identically(tmp_path, models)
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
