@@ -12,7 +12,7 @@ with a stand-in trial that records every parameter asked for and its distributio
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -24,6 +24,7 @@ from .errors import UsageError
 from .recipe import SUBTABLES, sample_recipe
 from .schema import Declaration
 
+Entry = tuple[dict[str, Any], str]  # a trial's (partial) parameters and where they come from
 DESIGNS = ("anchors", "none")
 ORIGIN_ATTR = "origin"  # on an enqueued trial: where its parameters come from
 WARM_START_FIELDS: dict[str, Declaration] = {
@@ -116,7 +117,7 @@ def _searched_part(config: dict[str, Any], params: Mapping[str, Any]) -> dict[st
         kept = valid
 
 
-def warm_start(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+def warm_start(config: dict[str, Any]) -> list[Entry]:
     """The parameters of the Pareto front of ``study.warm_start`` (feasible trials when it has requirements), in
     trial order, at most ``max_trials``, each cut to what this config searches, with where each came from;
     UsageError (one line) when that study cannot be read."""
@@ -131,15 +132,14 @@ def warm_start(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
     except UsageError as error:
         raise UsageError(f"config: study.warm_start: {error}") from None
     trials, _ = front_trials(study)
-    found: list[tuple[dict[str, Any], str]] = []
+    found: list[Entry] = []
     for trial in trials:
         try:
             params = _searched_part(config, trial.params)
         except Exception:  # values this space cannot even be sampled with (another space's): nothing to keep
             continue
-        if params and params not in [seen for seen, _ in found]:
-            found.append((params, f"warm start: trial {trial.number} of study {study.study_name!r}"))
-    return found[:source["max_trials"]]
+        found.append((params, f"warm start: trial {trial.number} of study {study.study_name!r}"))
+    return _new(found)[:source["max_trials"]]
 
 
 def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
@@ -175,7 +175,7 @@ def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
     return checked
 
 
-def anchors(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+def anchors(config: dict[str, Any]) -> list[Entry]:
     """The anchor trials of :data:`DESIGNS` (partial parameters) and what each is, or none when the space
     declares no anchors."""
     space = search_spaces.get(config["space"]["name"])
@@ -196,26 +196,28 @@ def anchors(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
               ({**largest, **switches}, f"anchor: the largest model{robust}")]
     if switches:
         design.append(({**largest, **{name: False for name in switches}}, "anchor: the largest model, plain training"))
-    unique: list[tuple[dict[str, Any], str]] = []
-    for params, origin in design:
-        if params and params not in [seen for seen, _ in unique]:
-            unique.append((params, origin))
-    return unique
+    return _new(design)
 
 
-def plan(config: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+def plan(config: dict[str, Any]) -> list[Entry]:
     """What a new study enqueues, with where each trial comes from: the user's entries, the warm start's front, then
     the anchors, at most ``n_trials`` in all (read before the study is created: a source that cannot be read
     creates nothing)."""
     design = [(params, f"study.enqueue[{index}]") for index, params in enumerate(check_enqueue(config))]
     extra = warm_start(config) + (anchors(config) if config["study"]["initial_design"] == "anchors" else [])
-    for params, origin in extra:
-        if params not in [seen for seen, _ in design]:
-            design.append((params, origin))
-    return design[:max(int(config["study"]["n_trials"]), 0)]
+    return (design + _new(extra, design))[:max(int(config["study"]["n_trials"]), 0)]
 
 
-def enqueue(study: optuna.Study, design: list[tuple[dict[str, Any], str]]) -> None:
+def _new(entries: Sequence[Entry], seen: Sequence[Entry] = ()) -> list[Entry]:
+    """The entries whose parameters are neither empty nor already in ``seen`` or earlier in ``entries``."""
+    kept: list[Entry] = []
+    for params, origin in entries:
+        if params and all(params != other for other, _ in [*seen, *kept]):
+            kept.append((params, origin))
+    return kept
+
+
+def enqueue(study: optuna.Study, design: list[Entry]) -> None:
     """Enqueue the trials of :func:`plan` on a study just created, in order, each saying where it comes from
     (user attribute ``origin``, shown by the dashboard)."""
     for params, origin in design:
