@@ -88,17 +88,66 @@ def write_trial_fields(storage: optuna.storages.RDBStorage, trial_id_: int,
                        fields: Sequence[tuple[str, str, Any]]) -> None:
     """Store ``(kind, name, value)`` fields of one RUNNING trial in one transaction: kind ``"user"`` or
     ``"system"`` (an attribute and its value) or ``"param"`` (value: the arguments of ``RDBStorage._set_trial_param``
-    after the name). ``RDBStorage`` commits once per field, and on SQLite every commit waits for the disk."""
+    after the name). ``RDBStorage`` commits once per field (on SQLite every commit waits for the disk) and looks the
+    trial up again for each; here the trial is checked once, the parameters are added together and each kind of
+    attribute is one multi-row upsert (SQLite and PostgreSQL; field by field elsewhere)."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    model = {"user": models.TrialUserAttributeModel, "system": models.TrialSystemAttributeModel}
+    attribute_models = {"user": models.TrialUserAttributeModel, "system": models.TrialSystemAttributeModel}
     with _create_scoped_session(storage.scoped_session, True) as session:
-        for kind, name, value in fields:
-            if kind == "param":
-                storage._set_trial_param_without_commit(session, trial_id_, name, *value)
-            else:
-                storage._set_trial_attr_without_commit(session, model[kind], trial_id_, name, value)
+        trial = models.TrialModel.find_or_raise_by_id(trial_id_, session)
+        storage.check_trial_is_updatable(trial_id_, trial.state)
+        params = {name: value for kind, name, value in fields if kind == "param"}
+        if params:
+            _add_params(session, trial, params)
+        for kind, model in attribute_models.items():
+            attributes = {name: value for kind_, name, value in fields if kind_ == kind}
+            if attributes:
+                _upsert_attributes(storage, session, model, trial, attributes)
+
+
+def _add_params(session: Any, trial: Any, params: dict[str, tuple[Any, ...]]) -> None:
+    """``RDBStorage._set_trial_param_without_commit`` for several parameters: one query for the distributions other
+    trials of the study used (each new distribution must be compatible with it), one insert."""
+    from optuna import distributions
+    from optuna.storages._rdb import models
+
+    unknown = [name for name, (_, _, previous) in params.items() if previous is None]
+    earlier: dict[str, Any] = {}
+    if unknown:
+        rows = (session.query(models.TrialParamModel.param_name, models.TrialParamModel.distribution_json)
+                .join(models.TrialModel).filter(models.TrialModel.study_id == trial.study_id)
+                .filter(models.TrialParamModel.param_name.in_(unknown)).all())
+        for name, distribution_json in rows:
+            earlier.setdefault(name, distribution_json)
+    for name, (value, distribution, previous) in params.items():
+        if previous is None and name in earlier:
+            previous = distributions.json_to_distribution(earlier[name])
+        if previous is not None:
+            distributions.check_distribution_compatibility(previous, distribution)
+    session.add_all([models.TrialParamModel(trial_id=trial.trial_id, param_name=name, param_value=value,
+                                            distribution_json=distributions.distribution_to_json(distribution))
+                     for name, (value, distribution, _) in params.items()])
+
+
+def _upsert_attributes(storage: optuna.storages.RDBStorage, session: Any, model: Any, trial: Any,
+                       attributes: dict[str, Any]) -> None:
+    import json
+    import sqlite3
+
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = {"postgresql": postgresql, "sqlite": sqlite if sqlite3.sqlite_version_info >= (3, 24) else None}
+    module = dialect.get(storage.engine.name)
+    if module is None:  # the dialects without a multi-row upsert in SQLAlchemy: Optuna's way, one by one
+        for key, value in attributes.items():
+            storage._set_trial_attr_without_commit(session, model, trial.trial_id, key, value)
+        return
+    insert = module.insert(model).values([{"trial_id": trial.trial_id, "key": key, "value_json": json.dumps(value)}
+                                          for key, value in attributes.items()])
+    session.execute(insert.on_conflict_do_update(index_elements=[model.trial_id, model.key],
+                                                 set_={"value_json": insert.excluded.value_json}))
 
 
 def hypervolume(losses: np.ndarray, reference: np.ndarray) -> float:

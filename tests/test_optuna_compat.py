@@ -126,8 +126,16 @@ def test_one_transaction_stores_a_trials_fields_in_one_commit(tmp_path):
     assert (stored("trial_params"), stored("trial_user_attributes"), stored("trial_system_attributes")) == (2, 1, 1)
     with pytest.raises(RuntimeError), one_transaction(trial):
         trial.set_user_attr("fail_reason", "diverged")
+        trial.set_user_attr("seed", 8)  # an attribute already stored is overwritten
         raise RuntimeError("the trial's own error")
     study.tell(trial, 1.0)
     (stored_trial,) = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{path}").trials
-    assert stored_trial.params["width"] in (8, 16) and stored_trial.user_attrs == {"seed": 7, "fail_reason": "diverged"}
+    assert stored_trial.params["width"] in (8, 16) and stored_trial.user_attrs == {"seed": 8, "fail_reason": "diverged"}
     assert list(stored_trial.constraints.values()) == [-0.5]
+    # A parameter whose choices differ from what the study's trials used is refused, as Optuna refuses it.
+    other = optuna.load_study(study_name=study.study_name,
+                              storage=open_storage(f"sqlite:///{path}", heartbeat_interval=None)).ask()
+    with pytest.raises(ValueError, match="dynamic value space"), one_transaction(other):
+        other.suggest_categorical("width", [8, 32])
+    with pytest.raises(RuntimeError, match="finished"), one_transaction(trial):  # a finished trial takes nothing
+        trial.set_user_attr("late", 1)
