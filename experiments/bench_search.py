@@ -181,15 +181,50 @@ def trajectory(study: optuna.Study) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def normalised(losses: list[float], low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Losses scaled by the values pooled over all runs: 0 the best seen, 1 the worst, at most 1.1 (the reference)."""
+    return np.minimum((np.asarray(losses) - low) / np.where(high > low, high - low, 1.0), 1.1)
+
+
 def hypervolume_curve(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray) -> list[float]:
     """Hypervolume of the completed trials so far, after each finished trial (normalised losses, ref 1.1)."""
     points, curve = [], []
     reference = np.full(len(low), 1.1)
     for row in rows:
         if row["losses"] is not None:
-            points.append((np.asarray(row["losses"]) - low) / np.where(high > low, high - low, 1.0))
-        curve.append(hypervolume(np.clip(np.asarray(points), None, 1.1), reference) if points else 0.0)
+            points.append(normalised(row["losses"], low, high))
+        curve.append(hypervolume(np.asarray(points), reference) if points else 0.0)
     return curve
+
+
+def hindsight_cost(trials: list[tuple[np.ndarray, float]], target: float) -> float:
+    """Seconds of training a sampler would need, knowing every trial's result in advance, to reach ``target``:
+    trials ``(normalised losses, seconds)`` taken greedily by hypervolume gained per second. An estimate of the
+    best any sampler could do with these trials (greedy, so it can only over-state the least cost); ``trials``
+    must reach ``target`` together."""
+    reference = np.full(len(trials[0][0]), 1.1)
+    chosen: list[np.ndarray] = []
+    left, cost, volume = list(trials), 0.0, 0.0
+    while volume < target - 1e-12 and left:
+        gains = [(hypervolume(np.asarray([*chosen, point]), reference) - volume) / max(seconds, 1e-6)
+                 for point, seconds in left]
+        best = int(np.argmax(gains))
+        point, seconds = left.pop(best)
+        chosen.append(point)
+        cost += seconds
+        volume = hypervolume(np.asarray(chosen), reference)
+    return cost
+
+
+def needed_share(rows: list[dict[str, Any]], low: np.ndarray, high: np.ndarray) -> float:
+    """Share of a run's trial time spent on the trials its final hypervolume needs (removing any one lowers it)."""
+    complete = [(normalised(row["losses"], low, high), row["trial_seconds"]) for row in rows if row["losses"]]
+    reference = np.full(len(low), 1.1)
+    whole = hypervolume(np.asarray([point for point, _ in complete]), reference)
+    needed = sum(seconds for index, (_, seconds) in enumerate(complete)
+                 if hypervolume(np.asarray([p for i, (p, _) in enumerate(complete) if i != index]), reference)
+                 < whole - 1e-12)
+    return needed / sum(row["trial_seconds"] for row in rows)
 
 
 def after(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +342,20 @@ def main() -> None:
             f"{median(wall_ratio):.2f} | {median(epoch_ratio):.2f} |" if wall_ratio else
             f"| {variant} | {median(finals):.3f} | {median(hv_ratio):.2f}x | {median(walls):.0f} | {median(cpus):.0f} "
             f"| {median(epochs):.0f} | 0/{args.seeds} | - | - |")
+    # How far from the 1/3 goal the best possible sampler is, with the trials this benchmark ran (trial time only).
+    hindsight, needed = [], []
+    for seed in range(args.seeds):
+        reference = runs["random", seed]
+        pool = [(normalised(row["losses"], low, high), row["trial_seconds"])
+                for variant in variants for row in runs[variant, seed]["rows"] if row["losses"]]
+        cost = hindsight_cost(pool, reference["curve"][-1])
+        hindsight.append(cost / sum(row["trial_seconds"] for row in reference["rows"]))
+        needed.append(needed_share(reference["rows"], low, high))
+    lines += ["", f"Limits: random's final hypervolume needs {statistics.median(needed):.0%} of its own trial time "
+              "(its trials that each add to it); knowing in advance the results of every trial this benchmark ran "
+              "with the same seed and taking them greedily by hypervolume per second, a sampler would reach it in "
+              f"{statistics.median(hindsight):.2f} of random's trial time (median over seeds; "
+              f"{min(hindsight):.2f}-{max(hindsight):.2f})."]
     overheads = [row["overhead"] for run_ in runs.values() for row in run_["rows"][1:] if row["overhead"] is not None]
     trial_seconds = [row["trial_seconds"] for run_ in runs.values() for row in run_["rows"][1:]
                      if row["overhead"] is not None]
