@@ -100,10 +100,14 @@ VARIANTS: dict[str, tuple[str, str, str]] = {
     # a cheap search first (1 epoch, a third of the training data, half the trials), whose front the full search
     # runs first (study.warm_start); the cheap search's time and epochs count toward the variant's
     "tpe-warm": ("tpe", "{}", ""),
+    # the first 4 trials with every searched robust-training switch on, the rest of each sampled as usual
+    "tpe-robust": ("tpe", "{}", "{robust_first}"),
+    "tpe-s4-robust": ("tpe", "{ n_startup_trials = 4 }", "{robust_first}"),
     "tpe-s4-es": ("tpe", "{ n_startup_trials = 4 }",
                   "early_stopping = { rungs = [1, 2], reduction_factor = 3, min_trials = 4 }"),
 }
 QUICKSTART = REPO / "experiments" / "quickstart.toml"
+ROBUST_FIRST = 4
 WARM = {"tpe-warm"}
 
 
@@ -116,6 +120,9 @@ def cheap_version(text: str) -> str:
 def write_config(folder: Path, variant: str, trials: int, base: str, *, cheap: bool = False,
                  warm_start: str = "", epochs: int | None = None) -> Path:
     sampler, options, extra = VARIANTS[variant]
+    switches = ["train.adversarial.enabled"] + (["train.outlier_exposure.enabled"] if base == "quickstart" else [])
+    robust = "{ " + ", ".join(f'"{name}" = true' for name in switches) + " }"
+    extra = extra.replace("{robust_first}", f"enqueue = [{', '.join([robust] * ROBUST_FIRST)}]")
     study_extra = f'sampler = "{sampler}"\nsampler_options = {options}\n{extra}\n{warm_start}'
     path = folder / f"{variant}{'-cheap' if cheap else ''}.toml"
     if base == "digits":
@@ -278,6 +285,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="train every trial this many epochs (default: the config's)")
     parser.add_argument("--no-extras", action="store_true", help="skip the nas --help and peak-RSS lines")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", type=Path, help="keep every run's storage in this folder (default: a temporary one)")
     args = parser.parse_args()
     variants = args.variants.split(",")
     if "random" not in variants:
@@ -288,7 +296,8 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     runs: dict[tuple[str, int], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = args.keep.resolve() if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for seed in range(args.seeds):
             order = variants if seed % 2 == 0 else variants[::-1]  # alternate, so drift in load hits all
             for variant in order:
