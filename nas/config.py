@@ -58,7 +58,8 @@ STUDY_FIELDS: dict[str, Declaration] = {
                    "help": "run the Pareto front of another study first (its parameters this config searches)"},
     "initial_design": {"type": str, "default": "none", "choices": DESIGNS,
                        "help": "anchors: a new study first tries the smallest and the largest model with the searched "
-                               "robust training on, and the largest without (nas.initial_design)"},
+                               "robust training on, and the largest without; robust: its first 4 trials switch every "
+                               "searched robust-training scheme on (nas.initial_design)"},
     "early_stopping": {"type": dict, "default": {}, "table": EARLY_STOPPING_FIELDS,
                        "help": "successive halving over epochs (nas.early_stopping); off unless rungs are given"},
 }

@@ -1,11 +1,15 @@
 """The trials a new study runs first: ``study.enqueue`` (architectures and recipes the user already knows),
-``study.warm_start`` (the Pareto front of another study, e.g. a cheap search with fewer epochs or samples) and, with
-``study.initial_design = "anchors"``, the anchors of the front: the smallest and the largest model of the searched
-ranges with every searched robust-training scheme on, and the largest without them.
+``study.warm_start`` (the Pareto front of another study, e.g. a cheap search with fewer epochs or samples) and a
+design: with ``study.initial_design = "anchors"`` the anchors of the front (the smallest and the largest model of the
+searched ranges with every searched robust-training scheme on, and the largest without them), with ``"robust"`` a
+robust start-up (the first :data:`ROBUST_START` trials with every searched robust-training scheme on, all else
+sampled as usual).
 
 Why anchors: a robustness front's ends are a small model (parameters), a large model trained robustly (OOD and
-adversarial objectives) and a large plain model (accuracy); random start-up trials find them by chance. Each entry
-is a partial set of trial parameters (Optuna's ``enqueue_trial``): what it leaves out is sampled as usual.
+adversarial objectives) and a large plain model (accuracy); random start-up trials find them by chance. Why a robust
+start-up: when the objectives ask for robustness, the trials that move the front most are robustly trained ones
+(experiments/bench_search.py); random start-up trials switch every scheme on only by chance (1 in 4 with two).
+Each entry is a partial set of trial parameters (Optuna's ``enqueue_trial``): what it leaves out is sampled as usual.
 
 Entries are checked against what the config searches before anything runs, by sampling the space and the recipe
 with a stand-in trial that records every parameter asked for and its distribution.
@@ -25,7 +29,8 @@ from .recipe import SUBTABLES, sample_recipe
 from .schema import Declaration
 
 Entry = tuple[dict[str, Any], str]  # a trial's (partial) parameters and where they come from
-DESIGNS = ("anchors", "none")
+DESIGNS = ("anchors", "robust", "none")
+ROBUST_START = 4  # trials of the robust start-up (measured with sampler_options = { n_startup_trials = 4 })
 ORIGIN_ATTR = "origin"  # on an enqueued trial: where its parameters come from
 WARM_START_FIELDS: dict[str, Declaration] = {
     "storage": {"type": str, "default": "", "allow_empty": True,
@@ -37,6 +42,8 @@ WARM_START_FIELDS: dict[str, Declaration] = {
 }
 # Searched training schemes that buy robustness (measured: experiments/paper_hyatt_lee), switched on in the anchors.
 ROBUST_SWITCHES = tuple(f"train.{name}.enabled" for name in SUBTABLES)
+SCHEME_NAMES = {f"train.{name}.enabled": name.replace("_", " ") + (" training" if name == "adversarial" else "")
+                for name in SUBTABLES}
 
 
 class _Probe:
@@ -175,6 +182,32 @@ def check_enqueue(config: dict[str, Any]) -> list[dict[str, Any]]:
     return checked
 
 
+def _robust_switches(config: dict[str, Any]) -> dict[str, bool]:
+    """The robust-training switches the config searches with ``true`` among their choices, each set on."""
+    design = config["study"]["initial_design"]
+    try:
+        searched = searched_parameters(config)
+    except Exception as error:  # a space of your own whose sample() needs more than suggest_*
+        raise UsageError(f"config: study.initial_design = {design!r}: space {config['space']['name']!r} could not be "
+                         f"sampled by a stand-in trial ({type(error).__name__}: {error}); "
+                         "use initial_design = 'none'".splitlines()[0]) from None
+    return {name: True for name in ROBUST_SWITCHES
+            if name in searched and True in getattr(searched[name], "choices", ())}
+
+
+def robust_start(config: dict[str, Any]) -> list[Entry]:
+    """The robust start-up of :data:`DESIGNS`: :data:`ROBUST_START` trials with every searched robust-training switch
+    on; UsageError (one line) when the config searches none."""
+    switches = _robust_switches(config)
+    if not switches:
+        raise UsageError("config: study.initial_design = 'robust' needs a searched robust-training switch, e.g. "
+                         "[training.adversarial] enabled = [true, false] (searched now: none); "
+                         "search one or use initial_design = 'none'")
+    schemes = " and ".join(SCHEME_NAMES.get(name, name) for name in switches)
+    return [(dict(switches), f"robust start-up {index + 1}/{ROBUST_START}: {schemes} on")
+            for index in range(ROBUST_START)]
+
+
 def anchors(config: dict[str, Any]) -> list[Entry]:
     """The anchor trials of :data:`DESIGNS` (partial parameters) and what each is, or none when the space
     declares no anchors."""
@@ -183,14 +216,7 @@ def anchors(config: dict[str, Any]) -> list[Entry]:
         return []
     ranges = {key: value for key, value in config["space"].items() if key != "name"}
     smallest, largest = space.anchors(ranges)
-    try:
-        searched = searched_parameters(config)
-    except Exception as error:  # a space of your own whose sample() needs more than suggest_*
-        raise UsageError(f"config: study.initial_design = 'anchors': space {config['space']['name']!r} could not be "
-                         f"sampled by a stand-in trial ({type(error).__name__}: {error}); "
-                         "use initial_design = 'none'".splitlines()[0]) from None
-    switches = {name: True for name in ROBUST_SWITCHES
-                if name in searched and True in getattr(searched[name], "choices", ())}
+    switches = _robust_switches(config)
     robust = ", robust training on" if switches else ""
     design = [({**smallest, **switches}, f"anchor: the smallest model{robust}"),
               ({**largest, **switches}, f"anchor: the largest model{robust}")]
@@ -204,8 +230,11 @@ def plan(config: dict[str, Any]) -> list[Entry]:
     the anchors, at most ``n_trials`` in all (read before the study is created: a source that cannot be read
     creates nothing)."""
     design = [(params, f"study.enqueue[{index}]") for index, params in enumerate(check_enqueue(config))]
-    extra = warm_start(config) + (anchors(config) if config["study"]["initial_design"] == "anchors" else [])
-    return (design + _new(extra, design))[:max(int(config["study"]["n_trials"]), 0)]
+    chosen = config["study"]["initial_design"]
+    design += _new(warm_start(config) + (anchors(config) if chosen == "anchors" else []), design)
+    if chosen == "robust":  # the same partial parameters each time: the rest of each trial is sampled
+        design += robust_start(config)
+    return design[:max(int(config["study"]["n_trials"]), 0)]
 
 
 def _new(entries: Sequence[Entry], seen: Sequence[Entry] = ()) -> list[Entry]:

@@ -95,6 +95,23 @@ def test_the_design_is_cut_to_the_trial_budget(tmp_path):
     assert initial_design.plan(config_of(tmp_path, design="none")) == []
 
 
+def test_a_robust_start_up_runs_first_with_every_searched_robust_scheme_on(tmp_path):
+    config = config_of(tmp_path, n_trials=6, design="robust")
+    design = initial_design.plan(config)
+    assert design == [({"train.adversarial.enabled": True}, f"robust start-up {i}/4: adversarial training on")
+                      for i in range(1, 5)]
+    study = create_or_load(config, resume=False)
+    run_search(study, Experiment.from_config(config), 6)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    assert all(t.params["train.adversarial.enabled"] is True and t.user_attrs["origin"] == origin
+               for t, (_, origin) in zip(trials[:4], design))
+    # Everything else of those trials is sampled (not all alike), and the sampler takes over after them.
+    assert len({(t.params["cnn.depth"], t.params["train.lr"]) for t in trials[:4]}) == 4
+    assert all("origin" not in t.user_attrs and t.system_attrs.get("fixed_params") is None for t in trials[4:])
+    assert initial_design.plan(config_of(tmp_path, n_trials=2, design="robust")) == design[:2]
+
+
 BAD = {
     "unknown parameter": ('enqueue = [ { "cnn.widht" = 8 } ]',
                           ["study.enqueue[0]: unknown parameter 'cnn.widht'", "this config searches", "cnn.depth",
@@ -110,15 +127,20 @@ BAD = {
     "not a choice": ('enqueue = [ { "cnn.block0.channels" = 16 } ]', ["one of 4, 8"]),
     "wrong type": ('enqueue = [ { "train.adversarial.enabled" = "yes" } ]', ["one of True, False"]),
     "not a table": ('enqueue = [ 3 ]', ["study.enqueue[0] must be a non-empty table of trial parameters"]),
-    "unknown design": ("", ["study.initial_design = 'corners' is not allowed", "anchors, none"]),
+    "unknown design": ("", ["study.initial_design = 'corners' is not allowed", "anchors, robust, none"]),
+    "robust start-up without a searched switch": ("", ["study.initial_design = 'robust' needs a searched "
+                                                       "robust-training switch", "[training.adversarial] enabled"]),
 }
 
 
 @pytest.mark.parametrize("case", BAD)
 def test_a_bad_entry_is_one_line_naming_it(case, tmp_path, capsys, monkeypatch):
     enqueue, fragments = BAD[case]
-    design = "corners" if case == "unknown design" else "anchors"
-    (tmp_path / "bad.toml").write_text(TOML.format(n_trials=3, design=design, enqueue=enqueue))
+    design = {"unknown design": "corners", "robust start-up without a searched switch": "robust"}.get(case, "anchors")
+    text = TOML.format(n_trials=3, design=design, enqueue=enqueue)
+    if design == "robust":
+        text = text.replace("enabled = [true, false]", "enabled = false")
+    (tmp_path / "bad.toml").write_text(text)
     monkeypatch.chdir(tmp_path)
     assert main(["search", "bad.toml"]) == 2
     err = capsys.readouterr().err.strip()
