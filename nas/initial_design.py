@@ -201,7 +201,7 @@ def robust_start(config: dict[str, Any]) -> list[Entry]:
     switches = _robust_switches(config)
     if not switches:
         raise UsageError("config: study.initial_design = 'robust' needs a searched robust-training switch, e.g. "
-                         "[training.adversarial] enabled = [true, false] (searched now: none); "
+                         "[training.adversarial] enabled = [true, false]; "
                          "search one or use initial_design = 'none'")
     schemes = " and ".join(SCHEME_NAMES.get(name, name) for name in switches)
     return [(dict(switches), f"robust start-up {index + 1}/{ROBUST_START}: {schemes} on")
@@ -227,8 +227,8 @@ def anchors(config: dict[str, Any]) -> list[Entry]:
 
 def plan(config: dict[str, Any]) -> list[Entry]:
     """What a new study enqueues, with where each trial comes from: the user's entries, the warm start's front, then
-    the anchors, at most ``n_trials`` in all (read before the study is created: a source that cannot be read
-    creates nothing)."""
+    the anchors or the robust start-up, at most ``n_trials`` in all (read before the study is created: a source that
+    cannot be read creates nothing)."""
     design = [(params, f"study.enqueue[{index}]") for index, params in enumerate(check_enqueue(config))]
     chosen = config["study"]["initial_design"]
     design += _new(warm_start(config) + (anchors(config) if chosen == "anchors" else []), design)
