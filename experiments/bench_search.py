@@ -14,9 +14,12 @@ the same budget of COMPLETE trials for each seed, variants alternating within a 
 the hypervolume after each completed trial (objectives turned into losses, parameters on a log scale, each
 normalised by the values pooled over all runs, reference point 1.1 in every dimension: fixed for the whole
 benchmark), and the wall-clock and trained epochs (pruned trials included) at which it first reaches random
-search's final hypervolume of the same seed. Ratios are per seed, then the median. Also printed: time per
-trial outside training and evaluation, ``nas --help`` wall time and the quickstart's peak RSS.
-Prints a markdown table; ``--out FILE`` writes it too.
+search's final hypervolume of the same seed. Ratios are per seed, then the median. A "Limits" line says how much room
+any sampler has: the share of random's trial time its final front needs, and how soon a sampler knowing every result
+in advance would reach that front (greedy by hypervolume per second over all trials run with that seed). Also
+printed: time per trial outside training and evaluation, ``nas --help`` wall time and the quickstart's peak RSS.
+Prints a markdown table; ``--out FILE`` writes it too; ``--keep DIR`` keeps the runs' storages, ``--first-seed N``
+starts the seeds at N (a second run on other seeds).
 """
 from __future__ import annotations
 
