@@ -118,7 +118,7 @@ def _add_params(session: Any, trial: Any, params: dict[str, tuple[Any, ...]]) ->
     if unknown:
         rows = (session.query(models.TrialParamModel.param_name, models.TrialParamModel.distribution_json)
                 .join(models.TrialModel).filter(models.TrialModel.study_id == trial.study_id)
-                .filter(models.TrialParamModel.param_name.in_(unknown)).all())
+                .filter(models.TrialParamModel.param_name.in_(unknown)).distinct().all())  # not one row per trial
         for name, distribution_json in rows:
             earlier.setdefault(name, distribution_json)
     for name, (value, distribution, previous) in params.items():
