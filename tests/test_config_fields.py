@@ -16,6 +16,7 @@ import pytest
 
 import objectives
 import search_spaces
+from conftest import REPO
 from nas import config as config_module
 from nas.cli import main
 from nas.config import DATA_FIELDS, STUDY_FIELDS, objective_fields, space_fields
@@ -253,3 +254,12 @@ def test_a_malformed_declaration_is_one_line_naming_the_key(declaration):
     with pytest.raises(UsageError) as error:
         check_table("objectives.mine", {}, {"size": declaration})
     assert "objectives.mine.size is declared" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "experiments").rglob("*.toml")
+                                        if p.name != "requirements.toml"), ids=lambda p: p.name)
+def test_every_shipped_experiment_config_is_valid(path, monkeypatch):
+    """The configs the README and the benchmarks run (quickstart, smoke, the paper's) pass validation as shipped."""
+    monkeypatch.syspath_prepend(str(path.parent))  # experiments/custom imports its own extensions
+    config = config_module.load(path)
+    assert config["study"]["n_trials"] >= 1 and config["objectives"]
