@@ -175,18 +175,17 @@ def trajectory(study: optuna.Study) -> dict[str, Any]:
     for trial in trials:
         record = records(trial)
         epochs += len(record.get("history") or [])
-        overhead = work = None
+        overhead = cycle = None
         if trial.state == TrialState.COMPLETE and previous_end is not None:
             # The whole cycle since the previous trial ended (one worker runs them in turn): ask, sampling,
             # the trial's storage writes, tell, callbacks, garbage collection, the loop's checks.
             cycle = (trial.datetime_complete - previous_end).total_seconds()
             evaluation = sum(o.get("seconds", 0.0) for o in (record.get("objectives") or {}).values())
-            work = float(trial.user_attrs.get("train_seconds", 0.0)) + evaluation
-            overhead = cycle - work
+            overhead = cycle - float(trial.user_attrs.get("train_seconds", 0.0)) - evaluation
         previous_end = trial.datetime_complete
         rows.append({"losses": losses(trial.values, names, directions) if trial.state == TrialState.COMPLETE else None,
                      "seconds": (trial.datetime_complete - start).total_seconds(), "epochs": epochs,
-                     "overhead": overhead, "work": work,
+                     "overhead": overhead, "cycle": cycle,
                      "trial_seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()})
     return {"rows": rows}
 
@@ -372,8 +371,7 @@ def main() -> None:
               f"{statistics.median(hindsight):.2f} of random's trial time (median over seeds; "
               f"{min(hindsight):.2f}-{max(hindsight):.2f})."]
     overheads = [row["overhead"] for run_ in runs.values() for row in run_["rows"] if row["overhead"] is not None]
-    cycles = [row["overhead"] + row["work"] for run_ in runs.values() for row in run_["rows"]
-              if row["overhead"] is not None]
+    cycles = [row["cycle"] for run_ in runs.values() for row in run_["rows"] if row["cycle"] is not None]
     overhead, cycle = statistics.median(overheads), statistics.median(cycles)
     lines += ["", f"Per trial outside training and evaluation (from the end of one trial to the end of the next, "
               f"the first trial of each run left out: it pays the lazy imports): median {overhead:.3f} s of a "
